@@ -1,0 +1,168 @@
+"""``manage.py serve``: run the whole platform on one machine (the README's Quickstart command).
+
+Prepares the database and static files, makes sure a demo login exists, then starts uvicorn and a
+Celery worker (with the beat scheduler) as child processes and supervises them: when one dies, the
+other is stopped and the command exits non-zero. Ctrl-C stops both cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+DEMO_USERNAME = "demo"
+
+
+def _redis_on_localhost() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.3) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class Command(BaseCommand):
+    help = "Run the web server and a background worker on embedded defaults (or on what the environment sets)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+        parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
+        parser.add_argument("--no-demo", action="store_true", help="do not create the demo login")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        env = dict(os.environ)
+        broker = "the embedded file-system broker"
+        if settings.REDIS_URL:
+            broker = "Redis (REDIS_URL)"
+        elif _redis_on_localhost():
+            env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+            broker = "Redis on 127.0.0.1:6379"
+        database = "the embedded Postgres in var/pgdata" if settings.EMBEDDED_DATABASE else "DATABASE_URL"
+
+        self.stdout.write(f"Preparing the database ({database})…")
+        call_command("migrate", interactive=False, verbosity=0)
+        static_backend: str = settings.STORAGES["staticfiles"]["BACKEND"]  # type: ignore[index]
+        if "Manifest" in static_backend:
+            call_command("collectstatic", interactive=False, verbosity=0)
+        login = None if options["no_demo"] else self._demo_login()
+
+        url = f"http://{options['host']}:{options['port']}/"
+        children: list[subprocess.Popen[bytes]] = []
+        web = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                options["host"],
+                "--port",
+                str(options["port"]),
+                "--workers",
+                str(options["workers"]),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+        )
+        children.append(web)
+        if not options["no_worker"]:
+            schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
+            children.append(
+                subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "config",
+                        "worker",
+                        "--beat",
+                        "--schedule",
+                        str(schedule),
+                        "--concurrency",
+                        "2",
+                        "--loglevel",
+                        "warning",
+                        "--without-gossip",
+                        "--without-mingle",
+                    ],
+                    env=env,
+                )
+            )
+
+        def stop(*_: Any) -> None:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            for child in children:
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+        def on_sigterm(*_: Any) -> None:
+            stop()
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            self._wait_until_up(url, web)
+            self.stdout.write(self.style.SUCCESS(f"\nAgents Platform is running at {url}"))
+            if login:
+                self.stdout.write(f"Log in as: {login[0]} / {login[1]}")
+            self.stdout.write(f"Background worker on {broker}. API docs: {url}api/v1/docs. Press Ctrl-C to stop.\n")
+            sys.stdout.flush()
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+            dead = next(child for child in children if child.poll() is not None)
+            name = "The web server" if dead is web else "The worker"
+            raise CommandError(f"{name} exited with code {dead.returncode}; stopping.")
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping…")
+        finally:
+            stop()
+
+    def _wait_until_up(self, url: str, web: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if web.poll() is not None:
+                raise CommandError(f"The web server exited with code {web.returncode}; is the port in use?")
+            try:
+                with urllib.request.urlopen(url + "healthz", timeout=1) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise CommandError("The web server did not answer within 60 seconds.")
+
+    def _demo_login(self) -> tuple[str, str] | None:
+        """Create the demo user once; its password is kept in var/demo_password (mode 600) to print at start."""
+        from accounts_app.models import User
+        from accounts_app.services import user_signup
+
+        password_file = Path(settings.VAR_DIR) / "demo_password"
+        if User.objects.filter(username=DEMO_USERNAME).exists():
+            if password_file.exists():
+                return DEMO_USERNAME, password_file.read_text().strip()
+            return None
+        password = secrets.token_urlsafe(12)
+        user_signup(username=DEMO_USERNAME, email="demo@localhost.localdomain", password=password)
+        password_file.write_text(password)
+        password_file.chmod(0o600)
+        return DEMO_USERNAME, password

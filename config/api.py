@@ -1,0 +1,156 @@
+"""The root NinjaAPI at /api/v1, its authentication, and the one error format of the whole API.
+
+Every error body is ``{"detail": <message>, "code": <machine code>}``; validation errors add
+``"errors": [{"field": ..., "message": ..., "type": ...}]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer, SessionAuth
+
+from accounts_app.actor import Actor
+from config.errors import ApplicationError, InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+
+class TokenAuth(HttpBearer):
+    """``Authorization: Bearer <token>``; resolves to the token's Actor."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> Actor | None:
+        from accounts_app.selectors import api_token_authenticate
+
+        return api_token_authenticate(raw_token=token.strip())
+
+
+class BrowserSessionAuth(SessionAuth):
+    """The browser's session cookie (CSRF checked on unsafe methods); resolves to the session's Actor."""
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Actor | None:
+        if not request.user.is_authenticated:
+            return None
+        from accounts_app.middleware import session_actor
+
+        return session_actor(request)
+
+
+api = NinjaAPI(
+    title="Agents Platform API",
+    version="1",
+    description=(
+        "Everything the pages do. Authenticate with `Authorization: Bearer <token>` (create tokens under "
+        "Settings → API tokens, or `manage.py issue_token`). A token acts for one user in one workspace. "
+        'Errors are `{"detail": ..., "code": ...}`.'
+    ),
+    auth=[TokenAuth(), BrowserSessionAuth()],
+    urls_namespace="api",
+)
+
+
+def _error(request: HttpRequest, status: int, detail: str, code: str, **extra: Any) -> HttpResponse:
+    return api.create_response(request, {"detail": detail, "code": code, **extra}, status=status)
+
+
+def _field_name(loc: list[Any] | tuple[Any, ...]) -> str:
+    # ninja prefixes locations with the source ("body", "query", "path") and the parameter name.
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie", "form", "file"}:
+        parts = parts[1:]
+        if len(parts) > 1 and parts[0] in {"payload", "data", "filters"}:
+            parts = parts[1:]
+    return ".".join(parts) or "__all__"
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [
+        {"field": _field_name(err.get("loc", ())), "message": err.get("msg", "Invalid value."), "type": err.get("type")}
+        for err in exc.errors
+    ]
+    fields = ", ".join(sorted({e["field"] for e in errors}))
+    return _error(request, 422, f"Invalid input: {fields}.", "validation_error", errors=errors)
+
+
+@api.exception_handler(InvalidInputError)
+def on_invalid_input(request: HttpRequest, exc: InvalidInputError) -> HttpResponse:
+    errors = [{"field": field, "message": message, "type": "invalid"} for field, message in exc.fields.items()]
+    return _error(request, 422, exc.message, exc.code, errors=errors)
+
+
+@api.exception_handler(ApplicationError)
+def on_application_error(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+    extra = {k: v for k, v in exc.extra.items() if k != "fields"}
+    return _error(request, exc.status_code, exc.message, exc.code, **extra)
+
+
+@api.exception_handler(DjangoValidationError)
+def on_django_validation_error(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    if hasattr(exc, "error_dict"):
+        errors = [
+            {"field": field, "message": " ".join(m for e in errs for m in e.messages), "type": "invalid"}
+            for field, errs in exc.error_dict.items()
+        ]
+    else:
+        errors = [{"field": "__all__", "message": " ".join(exc.messages), "type": "invalid"}]
+    return _error(request, 422, "Invalid input.", "validation_error", errors=errors)
+
+
+@api.exception_handler(AuthenticationError)
+def on_authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = _error(
+        request,
+        401,
+        "Authentication required: send a valid, unrevoked API token as 'Authorization: Bearer <token>'.",
+        "not_authenticated",
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    codes = {
+        400: "bad_request",
+        403: "permission_denied",
+        404: "not_found",
+        405: "method_not_allowed",
+        429: "throttled",
+    }
+    return _error(request, exc.status_code, str(exc), codes.get(exc.status_code, "error"))
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, "Not found.", "not_found")
+
+
+@api.exception_handler(PermissionDenied)
+def on_permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+    return _error(request, 403, str(exc) or "You do not have permission to do this.", "permission_denied")
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # Log the traceback for operators; tell the client nothing internal.
+    logger.exception("Unhandled error in %s %s", request.method, request.path)
+    return _error(request, 500, "Internal server error.", "server_error")
+
+
+def _mount_routers() -> None:
+    from accounts_app.api import credits_router, me_router, tokens_router, workspaces_router
+
+    api.add_router("/me", me_router)
+    api.add_router("/workspaces", workspaces_router)
+    api.add_router("/tokens", tokens_router)
+    api.add_router("/credits", credits_router)
+
+
+_mount_routers()

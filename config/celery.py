@@ -1,0 +1,22 @@
+"""The Celery application. Tasks live in each app's ``tasks.py``; periodic jobs are declared here only."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("agents_platform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    # Every 5 minutes (https://crontab.guru/#*/5_*_*_*_*): refund credit reservations whose run died.
+    "credits-release-stale-reservations": {
+        "task": "accounts_app.tasks.credits_release_stale_reservations",
+        "schedule": crontab(minute="*/5"),
+    },
+}

@@ -1,0 +1,9 @@
+"""Test settings: the real settings plus speed overrides only."""
+
+from config.settings import *  # noqa: F403
+
+# For speed: a cheap hasher, and static files served from the finders without a manifest.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
