@@ -1,9 +1,10 @@
-"""Accounts API: the caller, workspaces, members, invitations, API tokens and credits."""
+"""Accounts API: the caller, workspaces, members, invitations, API tokens and credits.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: ninja reads the annotations at runtime.
+"""
 
 from django.http import HttpRequest
-from ninja import Query, Router
+from ninja import Query, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from accounts_app import selectors, services
@@ -82,9 +83,9 @@ def my_invitation_accept(request: HttpRequest, invitation_id: int) -> dict[str, 
 
 
 @me_router.post("/invitations/{invitation_id}/decline", response={204: None}, summary="Decline an invitation")
-def my_invitation_decline(request: HttpRequest, invitation_id: int) -> tuple[int, None]:
+def my_invitation_decline(request: HttpRequest, invitation_id: int) -> Status:
     services.invitation_decline(user=_actor(request).user, invitation_id=invitation_id)
-    return 204, None
+    return Status(204, None)
 
 
 # --- workspaces ----------------------------------------------------------------------------------
@@ -100,8 +101,8 @@ def workspace_list(request: HttpRequest) -> list[dict[str, object]]:
 
 
 @workspaces_router.post("", response={201: WorkspaceOut}, summary="Create a workspace (you own it)")
-def workspace_create(request: HttpRequest, payload: WorkspaceIn) -> tuple[int, dict[str, object]]:
-    return 201, _workspace_out(services.workspace_create(user=_actor(request).user, name=payload.name))
+def workspace_create(request: HttpRequest, payload: WorkspaceIn) -> Status:
+    return Status(201, _workspace_out(services.workspace_create(user=_actor(request).user, name=payload.name)))
 
 
 @workspaces_router.get("/{workspace_id}", response=WorkspaceOut)
@@ -117,9 +118,9 @@ def workspace_rename(request: HttpRequest, workspace_id: int, payload: Workspace
 
 
 @workspaces_router.delete("/{workspace_id}", response={204: None}, summary="Delete with everything in it (owners)")
-def workspace_delete(request: HttpRequest, workspace_id: int) -> tuple[int, None]:
+def workspace_delete(request: HttpRequest, workspace_id: int) -> Status:
     services.workspace_delete(actor=_actor_in(request, workspace_id))
-    return 204, None
+    return Status(204, None)
 
 
 @workspaces_router.get("/{workspace_id}/members", response=list[MemberOut])
@@ -134,9 +135,9 @@ def member_update(request: HttpRequest, workspace_id: int, user_id: int, payload
 
 
 @workspaces_router.delete("/{workspace_id}/members/{user_id}", response={204: None}, summary="Remove a member or leave")
-def member_remove(request: HttpRequest, workspace_id: int, user_id: int) -> tuple[int, None]:
+def member_remove(request: HttpRequest, workspace_id: int, user_id: int) -> Status:
     services.membership_remove(actor=_actor_in(request, workspace_id), user_id=user_id)
-    return 204, None
+    return Status(204, None)
 
 
 @workspaces_router.get("/{workspace_id}/invitations", response=list[InvitationOut])
@@ -149,18 +150,18 @@ def invitation_list(request: HttpRequest, workspace_id: int) -> list[Invitation]
 @workspaces_router.post(
     "/{workspace_id}/invitations", response={201: InvitationCreatedOut}, summary="Invite by username or email"
 )
-def invitation_create(request: HttpRequest, workspace_id: int, payload: InvitationIn) -> tuple[int, dict[str, object]]:
+def invitation_create(request: HttpRequest, workspace_id: int, payload: InvitationIn) -> Status:
     created = services.invitation_create(
         actor=_actor_in(request, workspace_id), username=payload.username, email=payload.email, role=payload.role
     )
-    out = InvitationOut.from_orm(created.invitation).model_dump()
-    return 201, {**out, "accept_url": created.accept_url}
+    created.invitation.accept_url = created.accept_url  # type: ignore[attr-defined]
+    return Status(201, created.invitation)
 
 
 @workspaces_router.delete("/{workspace_id}/invitations/{invitation_id}", response={204: None})
-def invitation_cancel(request: HttpRequest, workspace_id: int, invitation_id: int) -> tuple[int, None]:
+def invitation_cancel(request: HttpRequest, workspace_id: int, invitation_id: int) -> Status:
     services.invitation_cancel(actor=_actor_in(request, workspace_id), invitation_id=invitation_id)
-    return 204, None
+    return Status(204, None)
 
 
 # --- tokens --------------------------------------------------------------------------------------
@@ -171,15 +172,16 @@ def token_list(request: HttpRequest):  # type: ignore[no-untyped-def]
 
 
 @tokens_router.post("", response={201: TokenCreatedOut}, summary="Create a token (the secret is shown once)")
-def token_create(request: HttpRequest, payload: TokenIn) -> tuple[int, dict[str, object]]:
+def token_create(request: HttpRequest, payload: TokenIn) -> Status:
     issued = services.api_token_create(actor=_actor(request), name=payload.name, expires_at=payload.expires_at)
-    return 201, {**TokenOut.from_orm(issued.token).model_dump(), "token": issued.raw}
+    issued.token.token = issued.raw  # type: ignore[attr-defined]  # shown in this response only
+    return Status(201, issued.token)
 
 
 @tokens_router.delete("/{token_id}", response={204: None}, summary="Revoke a token (refused from now on)")
-def token_revoke(request: HttpRequest, token_id: int) -> tuple[int, None]:
+def token_revoke(request: HttpRequest, token_id: int) -> Status:
     services.api_token_revoke(actor=_actor(request), token_id=token_id)
-    return 204, None
+    return Status(204, None)
 
 
 # --- credits -------------------------------------------------------------------------------------

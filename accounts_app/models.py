@@ -25,6 +25,7 @@ class User(AbstractUser):
 
     class Meta:
         constraints: ClassVar = [
+            models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
             models.UniqueConstraint(Lower("email"), condition=~models.Q(email=""), name="user_email_ci_unique"),
         ]
 

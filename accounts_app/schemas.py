@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Literal
 
 from ninja import Field, ModelSchema, Schema
-from pydantic import EmailStr, field_validator
+from pydantic import field_validator, validate_email
 
 from accounts_app.models import ApiToken, Invitation, LedgerEntry, User
 
@@ -57,9 +57,19 @@ class MemberPatch(Schema):
 
 
 class InvitationIn(Schema):
+    """Give exactly one of ``username`` or ``email``."""
+
     username: str = Field("", max_length=150)
-    email: EmailStr | Literal[""] = ""
+    email: str = Field("", max_length=254)
     role: RoleName = "member"
+
+    @field_validator("email")
+    @classmethod
+    def _valid_email(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            validate_email(value)
+        return value
 
 
 class InvitationOut(ModelSchema):

@@ -61,7 +61,8 @@ def _error(request: HttpRequest, status: int, detail: str, code: str, **extra: A
 
 def _field_name(loc: list[Any] | tuple[Any, ...]) -> str:
     # ninja prefixes locations with the source ("body", "query", "path") and the parameter name.
-    parts = [str(p) for p in loc]
+    # pydantic adds union-member and validator names such as "literal['']" or "function-after[...]": drop them.
+    parts = [str(p) for p in loc if not any(c in str(p) for c in "[](")]
     if parts and parts[0] in {"body", "query", "path", "header", "cookie", "form", "file"}:
         parts = parts[1:]
         if len(parts) > 1 and parts[0] in {"payload", "data", "filters"}:
@@ -71,10 +72,13 @@ def _field_name(loc: list[Any] | tuple[Any, ...]) -> str:
 
 @api.exception_handler(ValidationError)
 def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    errors = [
-        {"field": _field_name(err.get("loc", ())), "message": err.get("msg", "Invalid value."), "type": err.get("type")}
-        for err in exc.errors
-    ]
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for err in exc.errors:
+        field = _field_name(err.get("loc", ()))
+        if field not in seen:  # one message per field is what a form can show
+            seen.add(field)
+            errors.append({"field": field, "message": err.get("msg", "Invalid value."), "type": err.get("type")})
     fields = ", ".join(sorted({e["field"] for e in errors}))
     return _error(request, 422, f"Invalid input: {fields}.", "validation_error", errors=errors)
 

@@ -1,0 +1,76 @@
+"""Shared fixtures: the owner, teammate, viewer and outsider personas, and clients acting as them.
+
+- owner: owns the "Team" workspace.
+- teammate: a member of Team.
+- viewer: a viewer of Team (reads, never writes).
+- outsider: has a workspace of their own and must never see anything of Team (404s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+
+from accounts_app.actor import Actor
+from accounts_app.middleware import SESSION_KEY
+from accounts_app.models import Role, User
+from accounts_app.services import api_token_create
+from tests.factories import UserFactory, add_member, make_workspace
+
+
+@pytest.fixture
+def owner(db) -> User:
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def team(owner) -> Actor:
+    return make_workspace(owner=owner, name="Team")
+
+
+@pytest.fixture
+def teammate(team) -> Actor:
+    return add_member(actor=team, user=UserFactory(username="bob"), role=Role.MEMBER)
+
+
+@pytest.fixture
+def viewer(team) -> Actor:
+    return add_member(actor=team, user=UserFactory(username="victor"), role=Role.VIEWER)
+
+
+@pytest.fixture
+def team_admin(team) -> Actor:
+    return add_member(actor=team, user=UserFactory(username="ada"), role=Role.ADMIN)
+
+
+@pytest.fixture
+def outsider(db) -> Actor:
+    return make_workspace(owner=UserFactory(username="charlie"), name="Elsewhere")
+
+
+@pytest.fixture
+def page_client() -> Callable[[Actor], Client]:
+    """Return a factory of browser-like clients signed in as the actor's user, in the actor's workspace."""
+
+    def make(actor: Actor) -> Client:
+        client = Client()
+        client.force_login(actor.user)
+        session = client.session
+        session[SESSION_KEY] = actor.workspace.pk
+        session.save()
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api_client() -> Callable[[Actor], Client]:
+    """Return a factory of API clients holding a fresh bearer token for the actor."""
+
+    def make(actor: Actor) -> Client:
+        issued = api_token_create(actor=actor, name="test")
+        return Client(headers={"Authorization": f"Bearer {issued.raw}"})
+
+    return make
