@@ -17,12 +17,12 @@ from accounts_app.actor import Actor
 from accounts_app.middleware import SESSION_KEY
 from accounts_app.models import Role, User
 from accounts_app.services import api_token_create
-from tests.factories import UserFactory, add_member, make_workspace
+from tests.factories import add_member, make_user, make_workspace
 
 
 @pytest.fixture
 def owner(db) -> User:
-    return UserFactory(username="alice")
+    return make_user(username="alice")
 
 
 @pytest.fixture
@@ -32,22 +32,22 @@ def team(owner) -> Actor:
 
 @pytest.fixture
 def teammate(team) -> Actor:
-    return add_member(actor=team, user=UserFactory(username="bob"), role=Role.MEMBER)
+    return add_member(actor=team, user=make_user(username="bob"), role=Role.MEMBER)
 
 
 @pytest.fixture
 def viewer(team) -> Actor:
-    return add_member(actor=team, user=UserFactory(username="victor"), role=Role.VIEWER)
+    return add_member(actor=team, user=make_user(username="victor"), role=Role.VIEWER)
 
 
 @pytest.fixture
 def team_admin(team) -> Actor:
-    return add_member(actor=team, user=UserFactory(username="ada"), role=Role.ADMIN)
+    return add_member(actor=team, user=make_user(username="ada"), role=Role.ADMIN)
 
 
 @pytest.fixture
 def outsider(db) -> Actor:
-    return make_workspace(owner=UserFactory(username="charlie"), name="Elsewhere")
+    return make_workspace(owner=make_user(username="charlie"), name="Elsewhere")
 
 
 @pytest.fixture

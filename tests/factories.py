@@ -3,6 +3,8 @@ through the services, so tests exercise the same path as the product."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import factory
 
 from accounts_app.actor import Actor
@@ -19,12 +21,20 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
-    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
 
-    @factory.post_generation
-    def save_password(obj, create, extracted, **kwargs):
-        if create:
-            obj.save()
+    @classmethod
+    def _create(cls, model_class: type[User], *args: Any, **kwargs: Any) -> User:
+        password = kwargs.pop("password", PASSWORD)
+        user = model_class(*args, **kwargs)
+        user.set_password(password)
+        user.save()
+        return user
+
+
+def make_user(**kwargs: Any) -> User:
+    """Create a saved user whose password is PASSWORD unless given."""
+    user: User = UserFactory(**kwargs)
+    return user
 
 
 def make_workspace(*, owner: User, name: str = "Team") -> Actor:

@@ -18,7 +18,7 @@ from accounts_app.services import (
     credits_reserve,
     credits_settle,
 )
-from tests.factories import UserFactory, make_workspace
+from tests.factories import make_user, make_workspace
 
 
 def balance(workspace) -> Decimal:
@@ -32,7 +32,7 @@ def ledger_sum(workspace) -> Decimal:
 @pytest.mark.django_db
 @override_settings(CREDITS_STARTING_GRANT=25)
 def test_new_workspace_gets_the_configured_starting_grant():
-    actor = make_workspace(owner=UserFactory())
+    actor = make_workspace(owner=make_user())
     assert balance(actor.workspace) == Decimal(25)
     entry = LedgerEntry.objects.get(workspace=actor.workspace)
     assert (entry.kind, entry.amount, entry.balance_after, entry.memo) == ("grant", 25, 25, "Starting grant")
@@ -41,7 +41,7 @@ def test_new_workspace_gets_the_configured_starting_grant():
 @pytest.mark.django_db
 @override_settings(CREDITS_STARTING_GRANT=0)
 def test_zero_starting_grant_writes_no_entry():
-    actor = make_workspace(owner=UserFactory())
+    actor = make_workspace(owner=make_user())
     assert balance(actor.workspace) == 0
     assert not LedgerEntry.objects.filter(workspace=actor.workspace).exists()
 
@@ -162,7 +162,7 @@ def test_stale_reservations_are_refunded_and_fresh_ones_kept(team, outsider):
 @override_settings(CREDITS_STARTING_GRANT=7)
 def test_twenty_concurrent_reservations_never_overdraw():
     """20 threads, each its own database connection, race to reserve 1 credit from a balance of 7."""
-    workspace = make_workspace(owner=UserFactory()).workspace
+    workspace = make_workspace(owner=make_user()).workspace
     barrier = threading.Barrier(20)
     outcomes: list[str] = []
     lock = threading.Lock()
@@ -195,7 +195,7 @@ def test_twenty_concurrent_reservations_never_overdraw():
 @pytest.mark.django_db(transaction=True)
 @override_settings(CREDITS_STARTING_GRANT=10)
 def test_concurrent_settlements_above_reservation_stop_at_zero():
-    workspace = make_workspace(owner=UserFactory()).workspace
+    workspace = make_workspace(owner=make_user()).workspace
     reservations = [credits_reserve(workspace=workspace, amount=1) for _ in range(5)]
     barrier = threading.Barrier(5)
 

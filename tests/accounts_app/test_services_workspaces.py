@@ -28,7 +28,7 @@ from accounts_app.services import (
     workspace_ensure_personal,
     workspace_rename,
 )
-from tests.factories import UserFactory
+from tests.factories import make_user
 
 
 @pytest.mark.django_db
@@ -43,7 +43,7 @@ class TestSignup:
         assert membership.workspace.credits.balance == 100
 
     def test_reports_every_bad_field_at_once(self):
-        UserFactory(username="taken", email="taken@example.com")
+        make_user(username="taken", email="taken@example.com")
         with pytest.raises(InvalidInputError) as info:
             user_signup(username="TAKEN", email="Taken@Example.com", password="123")
         assert set(info.value.fields) == {"username", "email", "password"}
@@ -55,7 +55,7 @@ class TestSignup:
         assert "username" in info.value.fields
 
     def test_ensure_personal_is_idempotent(self):
-        user = UserFactory()
+        user = make_user()
         first = workspace_ensure_personal(user=user)
         second = workspace_ensure_personal(user=user)
         assert first.workspace == second.workspace
@@ -163,7 +163,7 @@ class TestInvitations:
         token = created.accept_url.rstrip("/").rsplit("/", 1)[1]
         assert created.invitation.token_hash
         assert token not in created.invitation.token_hash
-        newcomer = UserFactory(email="new@example.org")
+        newcomer = make_user(email="new@example.org")
         # Owning the email address is not enough without the link: emails are not verified.
         with pytest.raises(NotFoundError):
             invitation_accept(user=newcomer, invitation_id=created.invitation.pk)
