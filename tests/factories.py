@@ -25,7 +25,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     @classmethod
     def _create(cls, model_class: type[User], *args: Any, **kwargs: Any) -> User:
         password = kwargs.pop("password", PASSWORD)
-        user = model_class(*args, **kwargs)
+        user = model_class(**kwargs)
         user.set_password(password)
         user.save()
         return user
@@ -33,8 +33,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 def make_user(**kwargs: Any) -> User:
     """Create a saved user whose password is PASSWORD unless given."""
-    user: User = UserFactory(**kwargs)
-    return user
+    return UserFactory.create(**kwargs)
 
 
 def make_workspace(*, owner: User, name: str = "Team") -> Actor:
