@@ -59,3 +59,30 @@ def filesystem_broker_options(var_dir: Path) -> dict[str, Any]:
         "processed_folder": str(folder / "processed"),
         "store_processed": False,
     }
+
+
+def embedded_database_forget_dead_processes(var_dir: Path) -> list[int]:
+    """Drop the PIDs of exited processes from pgserver's list of attached processes; return the live ones.
+
+    pgserver stops Postgres when the last attached process exits, by each process removing itself
+    at exit. Processes that end without running atexit handlers (uvicorn and Celery workers stopped
+    by a signal, anything SIGKILLed) stay listed forever, and then nobody stops the server. The
+    ``serve`` command calls this after its children are gone and at start-up.
+    """
+    import json
+
+    import psutil
+
+    handles = var_dir / "pgdata" / ".handle_pids.json"
+    if not handles.exists():
+        return []
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return []
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        tmp = handles.with_suffix(".tmp")
+        tmp.write_text(json.dumps(alive))
+        tmp.replace(handles)
+    return alive

@@ -74,3 +74,15 @@ def api_client() -> Callable[[Actor], Client]:
         return Client(headers={"Authorization": f"Bearer {issued.raw}"})
 
     return make
+
+
+@pytest.fixture
+def celery_worker(tmp_path, transactional_db):
+    """A real Celery worker process on the configured broker, reading and writing the test database.
+
+    Tests using it see only committed data, hence ``transactional_db``.
+    """
+    from tests.workers import celery_worker_process
+
+    with celery_worker_process(tmp_path / "worker.log") as queue:
+        yield queue

@@ -22,6 +22,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config.embedded import embedded_database_forget_dead_processes
+
 DEMO_USERNAME = "demo"
 
 
@@ -45,6 +47,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="do not create the demo login")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if settings.EMBEDDED_DATABASE:
+            embedded_database_forget_dead_processes(Path(settings.VAR_DIR))
         env = dict(os.environ)
         broker = "the embedded file-system broker"
         if settings.REDIS_URL:
@@ -115,6 +119,11 @@ class Command(BaseCommand):
                     child.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     child.kill()
+                    child.wait()
+            if settings.EMBEDDED_DATABASE:
+                # Our children are gone; leave only live processes listed, so that this process's own
+                # exit stops the embedded Postgres (unless another process still uses it).
+                embedded_database_forget_dead_processes(Path(settings.VAR_DIR))
 
         def on_sigterm(*_: Any) -> None:
             stop()
