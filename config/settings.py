@@ -250,6 +250,7 @@ LOGGING = {
         # Never log model inputs and outputs from the SDK: they may hold users' data.
         "openai.agents": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
     },
 }

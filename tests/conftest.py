@@ -86,3 +86,12 @@ def celery_worker(tmp_path, transactional_db):
 
     with celery_worker_process(tmp_path / "worker.log") as queue:
         yield queue
+
+
+@pytest.fixture
+def fake_openai():
+    """A scripted OpenAI-compatible server on 127.0.0.1 (see tests/fakes/openai_server.py)."""
+    from tests.fakes import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        yield server
