@@ -305,7 +305,7 @@ class FakeOpenAIServer:
             message: dict[str, Any] = {"role": "assistant", "content": outcome.text}
             finish = "stop"
         else:
-            calls = [
+            calls: list[dict[str, Any]] = [
                 {
                     "id": c.call_id or f"call_{uuid.uuid4().hex[:12]}",
                     "type": "function",
@@ -412,7 +412,7 @@ class FakeOpenAIServer:
         outcome = self._resolve(step, body, last_user=last_user)
         input_tokens = max(1, _words(given) + _words(body.get("instructions") or ""))
         if isinstance(outcome, Reply):
-            items = [
+            items: list[dict[str, Any]] = [
                 {
                     "type": "message",
                     "id": f"msg_{uuid.uuid4().hex[:12]}",

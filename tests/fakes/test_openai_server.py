@@ -74,7 +74,7 @@ def test_tool_calls_plain_and_streamed(fake_openai):
         .choices[0]
         .message
     )
-    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls][0] == (
+    assert next((c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls) == (
         "call_1",
         "get_weather",
         {"city": "Paris"},
