@@ -20,6 +20,11 @@ from accounts_app.services import api_token_create
 from tests.factories import add_member, make_user, make_workspace
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run browser tests last: they are the slowest, and a failure elsewhere should show first."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 @pytest.fixture
 def owner(db) -> User:
     return make_user(username="alice")

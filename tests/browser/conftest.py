@@ -21,14 +21,15 @@ LAUNCH_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"Chromium not found at {CHROMIUM}; run .ci/run or apt-get install chromium")
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls made by assertions
-    # in these tests are still synchronous and safe.
+    # Playwright's sync API keeps an event loop running in this thread until it is closed (hence the
+    # module scope: later tests may call asyncio.run). The ORM calls made by assertions here are
+    # still synchronous and safe.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
