@@ -100,6 +100,15 @@ def test_base_layout_has_navigation_switcher_csrf_and_vendored_htmx(team, outsid
     assert "<script>" not in html  # inline scripts would be blocked by the CSP
 
 
+@pytest.mark.parametrize("signed_in", [True, False])
+def test_unknown_pages_render_the_404_page(team, page_client, signed_in):
+    client = page_client(team) if signed_in else Client()
+    client.raise_request_exception = True
+    response = client.get("/favicon.ico")
+    assert response.status_code == 404
+    assert "Not found" in response.content.decode()
+
+
 def test_dashboard_shows_workspace_role_and_balance(viewer, page_client):
     html = page_client(viewer).get("/").content.decode()
     assert "<h1>Team</h1>" in html
