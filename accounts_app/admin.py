@@ -31,6 +31,10 @@ from accounts_app.models import (
 )
 from accounts_app.services import api_token_revoke, credits_grant
 
+admin.site.site_header = "Agents Platform operations"
+admin.site.site_title = "Agents Platform"
+admin.site.index_title = "Operations"
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Audit tables: visible, never edited or added by hand."""
