@@ -1,6 +1,8 @@
-"""The landing page of each product section, shared by the apps that have no objects to list yet."""
+"""The landing page of each product section, for the sections that have no objects to list yet."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -8,12 +10,22 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 
-def section_index(template_name: str):  # type: ignore[no-untyped-def]
-    """Return a login-protected GET view that renders ``template_name`` (its empty state)."""
+def section_index(
+    *, title: str, lead: str, icon: str, empty_title: str, empty_text: str, empty_hint: str = ""
+) -> Callable[[HttpRequest], HttpResponse]:
+    """Return a login-protected GET view rendering the section's heading and its empty state."""
+    context = {
+        "title": title,
+        "lead": lead,
+        "icon": icon,
+        "empty_title": empty_title,
+        "empty_text": empty_text,
+        "empty_hint": empty_hint,
+    }
 
     @login_required
     @require_GET
     def view(request: HttpRequest) -> HttpResponse:
-        return render(request, template_name)
+        return render(request, "section_index.html", context)
 
     return view

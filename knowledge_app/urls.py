@@ -5,5 +5,19 @@ from config.sections import section_index
 app_name = "knowledge"
 
 urlpatterns = [
-    path("", section_index("knowledge_app/index.html"), name="index"),
+    path(
+        "",
+        section_index(
+            title="Knowledge",
+            lead="Knowledge bases hold your documents, split and embedded for agents to search.",
+            icon="▤",
+            empty_title="No knowledge bases yet",
+            empty_text=(
+                "Upload PDFs, Word files, spreadsheets or web pages into a knowledge base, and give agents "
+                "a search tool over it."
+            ),
+            empty_hint="Embeddings use the bundled local model by default, so nothing leaves this server.",
+        ),
+        name="index",
+    ),
 ]

@@ -5,5 +5,19 @@ from config.sections import section_index
 app_name = "traces"
 
 urlpatterns = [
-    path("", section_index("traces_app/index.html"), name="index"),
+    path(
+        "",
+        section_index(
+            title="Traces",
+            lead=(
+                "Every run leaves a trace: model calls, tool calls and their arguments, handoffs and "
+                "guardrail verdicts."
+            ),
+            icon="≋",
+            empty_title="No traces yet",
+            empty_text="Run an agent and its full trace appears here, with a timeline of every step.",
+            empty_hint="",
+        ),
+        name="index",
+    ),
 ]

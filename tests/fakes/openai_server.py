@@ -253,6 +253,17 @@ class FakeOpenAIServer:
             return body, _error_response(Error(401, code="invalid_api_key"))
         return body, None
 
+    async def _start(
+        self, request: web.Request, path: str
+    ) -> tuple[dict[str, Any], Step | None, web.StreamResponse | None]:
+        """Record and authenticate the request, take its scripted step, and apply the step's delay,
+        error or drop. Returns (body, step, an error response to send instead, or None)."""
+        body, failure = await self._begin(request)
+        if failure:
+            return body, None, failure
+        step = self._take(path)
+        return body, step, await self._prelude(step, request)
+
     async def _prelude(self, step: Step | None, request: web.Request) -> web.StreamResponse | None:
         delay = getattr(step, "delay", 0.0) if not isinstance(step, list) else max(s.delay for s in step)
         if delay:
@@ -283,11 +294,7 @@ class FakeOpenAIServer:
 
     # --- chat completions ------------------------------------------------------------------------
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body, failure = await self._begin(request)
-        if failure:
-            return failure
-        step = self._take(CHAT_PATH)
-        failure = await self._prelude(step, request)
+        body, step, failure = await self._start(request, CHAT_PATH)
         if failure:
             return failure
         messages = body.get("messages") or []
@@ -390,11 +397,7 @@ class FakeOpenAIServer:
 
     # --- responses API ---------------------------------------------------------------------------
     async def _responses(self, request: web.Request) -> web.StreamResponse:
-        body, failure = await self._begin(request)
-        if failure:
-            return failure
-        step = self._take(RESPONSES_PATH)
-        failure = await self._prelude(step, request)
+        body, step, failure = await self._start(request, RESPONSES_PATH)
         if failure:
             return failure
         given = body.get("input")
@@ -541,11 +544,7 @@ class FakeOpenAIServer:
 
     # --- embeddings ------------------------------------------------------------------------------
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        body, failure = await self._begin(request)
-        if failure:
-            return failure
-        step = self._take(EMBEDDINGS_PATH)
-        failure = await self._prelude(step, request)
+        body, _step, failure = await self._start(request, EMBEDDINGS_PATH)
         if failure:
             return failure
         given = body.get("input")
