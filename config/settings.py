@@ -237,6 +237,23 @@ CREDITS_STARTING_GRANT = env_int("CREDITS_STARTING_GRANT", 100, minimum=0)
 # A reservation left open this long belongs to a run whose worker died; the periodic task refunds it.
 CREDITS_RESERVATION_TTL_SECONDS = env_int("CREDITS_RESERVATION_TTL_SECONDS", 3600, minimum=60)
 
+# --- Model providers ----------------------------------------------------------------------------
+# Provider keys are encrypted with keys derived from SECRET_KEY (and SECRET_KEY_FALLBACKS) and this salt.
+# When rotating SECRET_KEY, keep the old one in SECRET_KEY_FALLBACKS until every key has been re-saved.
+SALT_KEY = env_list("FIELD_ENCRYPTION_SALT", ["agents-platform-fields-v1"])
+# Internal endpoints that providers may call despite the SSRF guard: host names, IPs or CIDR ranges.
+PROVIDER_EGRESS_ALLOWLIST = env_list("PROVIDER_EGRESS_ALLOWLIST", [])
+PROVIDER_TIMEOUT_SECONDS = env_int("PROVIDER_TIMEOUT_SECONDS", 120, minimum=1)
+PROVIDER_CONNECT_TIMEOUT_SECONDS = env_int("PROVIDER_CONNECT_TIMEOUT_SECONDS", 10, minimum=1)
+PROVIDER_TEST_TIMEOUT_SECONDS = env_int("PROVIDER_TEST_TIMEOUT_SECONDS", 15, minimum=1)
+# Retries of timeouts, 429 and 5xx, with exponential backoff and jitter (the openai client's policy).
+PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 3, minimum=0, maximum=10)
+# The bundled local model: a llama.cpp OpenAI-compatible server that `manage.py serve` starts.
+LOCAL_MODEL_ENABLED = env_bool("LOCAL_MODEL_ENABLED", True)
+LOCAL_MODEL_PORT = env_int("LOCAL_MODEL_PORT", 8081, minimum=1, maximum=65535)
+LOCAL_MODEL_BASE_URL = env_str("LOCAL_MODEL_BASE_URL", f"http://127.0.0.1:{LOCAL_MODEL_PORT}/v1")
+LOCAL_MODEL_NAME = "smollm2"
+
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
 LOGGING = {

@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class ProvidersAppConfig(AppConfig):
     name = "providers_app"
-    verbose_name = "Providers"
+    verbose_name = "Model providers"
