@@ -156,5 +156,9 @@ def _mount_routers() -> None:
     api.add_router("/tokens", tokens_router)
     api.add_router("/credits", credits_router)
 
+    from providers_app.api import router as providers_router
+
+    api.add_router("/providers", providers_router)
+
 
 _mount_routers()

@@ -34,10 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 CHAT_PATH = "/v1/chat/completions"
 RESPONSES_PATH = "/v1/responses"
 EMBEDDINGS_PATH = "/v1/embeddings"
+MODELS_PATH = "/v1/models"
 MODEL_PATHS = (CHAT_PATH, RESPONSES_PATH)
 
 
@@ -101,7 +103,7 @@ _ERROR_TYPES = {
 class RecordedRequest:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, like HTTP header names
     body: dict[str, Any]
 
 
@@ -229,7 +231,7 @@ class FakeOpenAIServer:
 
     async def _startup(self) -> None:
         app = web.Application(client_max_size=20 * 1024 * 1024)
-        app.router.add_get("/v1/models", self._models)
+        app.router.add_get(MODELS_PATH, self._models)
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_post(RESPONSES_PATH, self._responses)
         app.router.add_post(EMBEDDINGS_PATH, self._embeddings)
@@ -248,7 +250,7 @@ class FakeOpenAIServer:
         except json.JSONDecodeError:
             return {}, _error_response(Error(400, "We could not parse the JSON body of your request."))
         if self.record:
-            self.requests.append(RecordedRequest(request.method, request.path, dict(request.headers), body))
+            self.requests.append(RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body))
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return body, _error_response(Error(401, code="invalid_api_key"))
         return body, None
@@ -286,7 +288,7 @@ class FakeOpenAIServer:
         return Reply(last_user if self.echo else self.default_text)
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        _, failure = await self._begin(request)
+        _, _step, failure = await self._start(request, MODELS_PATH)
         if failure:
             return failure
         data = [{"id": m, "object": "model", "created": 1730000000, "owned_by": "fake"} for m in self.models]

@@ -1,0 +1,92 @@
+"""Providers API: CRUD and a connection test. No `from __future__ import annotations`: ninja reads annotations."""
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Router, Status
+
+from accounts_app.actor import Actor
+from providers_app import selectors, services
+from providers_app.models import Provider
+from providers_app.schemas import ProviderIn, ProviderOut, ProviderPatch, ProviderTestOut
+
+router = Router(tags=["providers"])
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return request.auth  # type: ignore[attr-defined]
+
+
+def provider_out(provider: Provider) -> dict[str, Any]:
+    """Return the public view of a provider: never the key or header values."""
+    return {
+        "id": provider.pk,
+        "type": provider.type,
+        "name": provider.name,
+        "key_hint": provider.key_hint,
+        "has_key": bool(provider.key_hint),
+        "base_url": provider.effective_base_url,
+        "organization": provider.organization,
+        "models": provider.model_list(),
+        "default_model": provider.default_model,
+        "header_names": provider.header_names,
+        "config": provider.config or {},
+        "is_default": provider.is_default,
+        "created_at": provider.created_at,
+        "updated_at": provider.updated_at,
+        "last_tested_at": provider.last_tested_at,
+        "last_test_ok": provider.last_test_ok,
+        "last_test_message": provider.last_test_message,
+    }
+
+
+@router.get("", response=list[ProviderOut], summary="The workspace's providers (keys masked)")
+def provider_list(request: HttpRequest) -> list[dict[str, Any]]:
+    return [provider_out(p) for p in selectors.provider_list(actor=_actor(request))]
+
+
+@router.post("", response={201: ProviderOut}, summary="Add a provider")
+def provider_create(request: HttpRequest, payload: ProviderIn) -> Status:
+    provider = services.provider_create(actor=_actor(request), **payload.dict())
+    return Status(201, provider_out(provider))
+
+
+@router.get("/{provider_id}", response=ProviderOut)
+def provider_get(request: HttpRequest, provider_id: int) -> dict[str, Any]:
+    return provider_out(selectors.provider_get(actor=_actor(request), provider_id=provider_id))
+
+
+@router.patch("/{provider_id}", response=ProviderOut, summary="Change fields; omit api_key to keep it")
+def provider_update(request: HttpRequest, provider_id: int, payload: ProviderPatch) -> dict[str, Any]:
+    changes = payload.dict(exclude_unset=True)
+    return provider_out(services.provider_update(actor=_actor(request), provider_id=provider_id, changes=changes))
+
+
+@router.delete("/{provider_id}", response={204: None})
+def provider_delete(request: HttpRequest, provider_id: int) -> Status:
+    services.provider_delete(actor=_actor(request), provider_id=provider_id)
+    return Status(204, None)
+
+
+@router.post("/local/test", response=ProviderTestOut, summary="Check the bundled local model is running")
+def provider_test_local(request: HttpRequest) -> dict[str, Any]:
+    return _test_out(services.provider_test(actor=_actor(request), provider_id=None))
+
+
+def _test_out(result: services.ProviderTestResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "code": result.code,
+        "message": result.message,
+        "latency_ms": result.latency_ms,
+        "models": result.models,
+    }
+
+
+@router.post(
+    "/{provider_id}/test",
+    response=ProviderTestOut,
+    summary="Call the endpoint: latency and listed models, or why it failed",
+)
+def provider_test(request: HttpRequest, provider_id: int) -> dict[str, Any]:
+    return _test_out(services.provider_test(actor=_actor(request), provider_id=provider_id))

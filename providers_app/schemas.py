@@ -1,0 +1,65 @@
+"""Request and response schemas of the providers API. Keys are write-only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Field, Schema
+
+ProviderTypeName = Literal["openai", "anthropic", "google", "huggingface", "custom", "local"]
+
+
+class ProviderIn(Schema):
+    type: ProviderTypeName
+    name: str = Field(min_length=1, max_length=100)
+    api_key: str = Field("", max_length=1000, description="Write-only; shown masked afterwards.")
+    base_url: str = Field("", max_length=500, description="Defaults to the type's OpenAI-compatible endpoint.")
+    organization: str = Field("", max_length=200)
+    models: list[str] = Field(default_factory=list, max_length=200)
+    default_model: str = Field("", max_length=200)
+    extra_headers: dict[str, str] = Field(default_factory=dict, description="Write-only values; names are shown.")
+    config: dict[str, Any] = Field(default_factory=dict)
+    is_default: bool | None = None
+
+
+class ProviderPatch(Schema):
+    """Only the fields sent change. Omit ``api_key`` to keep it, send a new one to rotate it."""
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    api_key: str | None = Field(None, max_length=1000)
+    base_url: str | None = Field(None, max_length=500)
+    organization: str | None = Field(None, max_length=200)
+    models: list[str] | None = Field(None, max_length=200)
+    default_model: str | None = Field(None, max_length=200)
+    extra_headers: dict[str, str] | None = None
+    config: dict[str, Any] | None = None
+    is_default: bool | None = None
+
+
+class ProviderOut(Schema):
+    id: int
+    type: ProviderTypeName
+    name: str
+    key_hint: str = Field(description="The key, masked (sk-...abcd); empty when there is none.")
+    has_key: bool
+    base_url: str = Field(description="The endpoint in use.")
+    organization: str
+    models: list[str]
+    default_model: str
+    header_names: list[str]
+    config: dict[str, Any]
+    is_default: bool
+    created_at: datetime
+    updated_at: datetime
+    last_tested_at: datetime | None
+    last_test_ok: bool | None
+    last_test_message: str
+
+
+class ProviderTestOut(Schema):
+    ok: bool
+    code: str
+    message: str
+    latency_ms: float
+    models: list[str]
