@@ -54,7 +54,7 @@ class Provider(models.Model):
     # Encrypted with a key derived from SECRET_KEY (and SECRET_KEY_FALLBACKS); "" is stored as NULL.
     api_key = EncryptedCharField(max_length=1000, null=True, blank=True)
     key_hint = models.CharField(max_length=20, blank=True)
-    base_url = models.URLField(max_length=500, blank=True)
+    base_url = models.CharField(max_length=500, blank=True)  # validated by egress.check_base_url
     organization = models.CharField(max_length=200, blank=True)
     model_names = models.JSONField(default=list, blank=True)
     default_model = models.CharField(max_length=200, blank=True)

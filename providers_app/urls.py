@@ -1,24 +1,14 @@
 from django.urls import path
 
-from config.sections import section_index
+from providers_app import views
 
 app_name = "providers"
 
 urlpatterns = [
-    path(
-        "",
-        section_index(
-            title="Providers",
-            lead="Providers are the model endpoints your agents run on.",
-            icon="⌬",
-            empty_title="No providers added",
-            empty_text=(
-                "Until you add one, agents run on the bundled local model, offline and free. Add OpenAI or "
-                "any OpenAI-compatible endpoint (Anthropic, Google, Hugging Face, Ollama, vLLM) with its "
-                "key."
-            ),
-            empty_hint="Keys are encrypted at rest and never shown again after you save them.",
-        ),
-        name="index",
-    ),
+    path("", views.provider_list, name="index"),
+    path("add/", views.provider_add, name="add"),
+    path("local/test/", views.provider_test, name="test_local"),
+    path("<int:provider_id>/", views.provider_edit, name="edit"),
+    path("<int:provider_id>/test/", views.provider_test, name="test"),
+    path("<int:provider_id>/delete/", views.provider_delete, name="delete"),
 ]
