@@ -253,6 +253,7 @@ LOCAL_MODEL_ENABLED = env_bool("LOCAL_MODEL_ENABLED", True)
 LOCAL_MODEL_PORT = env_int("LOCAL_MODEL_PORT", 8081, minimum=1, maximum=65535)
 LOCAL_MODEL_BASE_URL = env_str("LOCAL_MODEL_BASE_URL", f"http://127.0.0.1:{LOCAL_MODEL_PORT}/v1")
 LOCAL_MODEL_NAME = "smollm2"
+LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 1, minimum=1, maximum=64)
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
@@ -260,7 +261,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_secrets": {"()": "config.logfilters.RedactSecretsFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -147,14 +147,20 @@ def test_clients_are_reused_within_a_loop_and_not_across_loops(team, fake_openai
     assert first_a is not second_a
 
 
+def model_path(kind: str) -> str:
+    return "/v1/responses" if kind == "openai" else "/v1/chat/completions"
+
+
 @override_settings(PROVIDER_MAX_RETRIES=2)
+@pytest.mark.parametrize("kind", TYPES)
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_429_and_5xx_are_retried_then_succeed(team, fake_openai, allow_loopback, status):
-    provider = make_provider(team, "custom", fake_openai)
+def test_429_and_5xx_are_retried_then_succeed(team, fake_openai, allow_loopback, local_points_at_fake, kind,
+                                              status):
+    provider = make_provider(team, kind, fake_openai)
     fake_openai.script(Error(status, headers=FAST_RETRY), Error(status, headers=FAST_RETRY), Reply("made it"))
     _, output, _ = run(provider)
     assert output == "made it"
-    assert len(fake_openai.requests_to("/v1/chat/completions")) == 3
+    assert len(fake_openai.requests_to(model_path(kind))) == 3
 
 
 @override_settings(PROVIDER_MAX_RETRIES=2)
@@ -168,14 +174,16 @@ def test_retries_are_bounded(team, fake_openai, allow_loopback):
     assert failure.code == "provider_rate_limited"
 
 
+@pytest.mark.parametrize("kind", [t for t in TYPES if t != "local"])
 @pytest.mark.parametrize("status", [401, 403])
-def test_auth_failures_fail_at_once_without_leaking_the_key(team, fake_openai, allow_loopback, status, caplog):
-    provider = make_provider(team, "custom", fake_openai)
+def test_auth_failures_fail_at_once_without_leaking_the_key(team, fake_openai, allow_loopback, kind, status,
+                                                            caplog):
+    provider = make_provider(team, kind, fake_openai)
     fake_openai.script(Error(status, message=f"Incorrect API key provided: {KEY[:8]}***{KEY[-4:]}"))
     caplog.set_level(logging.DEBUG)
     with pytest.raises(openai.APIStatusError) as info:
         run(provider)
-    assert len(fake_openai.requests_to("/v1/chat/completions")) == 1
+    assert len(fake_openai.requests_to(model_path(kind))) == 1
     failure = describe_failure(info.value, provider)
     assert failure.code == "provider_auth_failed"
     assert f"HTTP {status}" in failure.message
@@ -185,12 +193,13 @@ def test_auth_failures_fail_at_once_without_leaking_the_key(team, fake_openai, a
 
 
 @override_settings(PROVIDER_MAX_RETRIES=1, PROVIDER_TIMEOUT_SECONDS=1)
-def test_timeouts_are_retried_then_reported(team, fake_openai, allow_loopback):
-    provider = make_provider(team, "custom", fake_openai)
+@pytest.mark.parametrize("kind", ["openai", "custom"])
+def test_timeouts_are_retried_then_reported(team, fake_openai, allow_loopback, kind):
+    provider = make_provider(team, kind, fake_openai)
     fake_openai.script(Reply("late", delay=1.5), Reply("late", delay=1.5))
     with pytest.raises(openai.APITimeoutError) as info:
         run(provider)
-    assert len(fake_openai.requests_to("/v1/chat/completions")) == 2
+    assert len(fake_openai.requests_to(model_path(kind))) == 2
     assert describe_failure(info.value, provider).code == "provider_timeout"
 
 
@@ -274,3 +283,30 @@ def test_tool_calls_round_trip_through_a_provider(team, fake_openai, allow_loopb
     result = asyncio.run(go())
     assert result.final_output == "It is valid."
     assert "code X1 is valid" in json.dumps(fake_openai.requests_to("/v1/chat/completions")[1].body)
+
+
+def test_secret_headers_and_keys_never_reach_the_logs(team, fake_openai, allow_loopback, caplog):
+    provider = provider_create(actor=team, type="custom", name="hdr", api_key=KEY, base_url=fake_openai.base_url,
+                               models=["m"], extra_headers={"X-Api-Secret": "header-secret-123456"})
+    caplog.set_level(logging.DEBUG)
+    fake_openai.script(Error(500, message=f"upstream broke, key was {KEY}", headers=FAST_RETRY))
+    with override_settings(PROVIDER_MAX_RETRIES=0), pytest.raises(openai.InternalServerError) as info:
+        run(provider)
+    assert fake_openai.requests_to("/v1/chat/completions")[0].headers["X-Api-Secret"] == "header-secret-123456"
+    failure = describe_failure(info.value, provider)
+    for text in (caplog.text, failure.message):
+        assert KEY not in text
+        assert "header-secret-123456" not in text
+    assert "[redacted]" in failure.message
+
+
+def test_the_log_filter_redacts_key_shaped_text():
+    from config.logfilters import RedactSecretsFilter
+
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "calling %s with %s", (
+        "https://user:pass@example.com/v1", "Bearer sk-abcdef0123456789"), None)
+    RedactSecretsFilter().filter(record)
+    message = record.getMessage()
+    assert "pass@" not in message
+    assert "sk-abcdef0123456789" not in message
+    assert "example.com/v1" in message

@@ -45,6 +45,7 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
         parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
         parser.add_argument("--no-demo", action="store_true", help="do not create the demo login")
+        parser.add_argument("--no-local-model", action="store_true", help="do not start the bundled local model")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.EMBEDDED_DATABASE:
@@ -67,6 +68,7 @@ class Command(BaseCommand):
 
         url = f"http://{options['host']}:{options['port']}/"
         children: list[subprocess.Popen[bytes]] = []
+        local_model = self._start_local_model(enabled=not options["no_local_model"], children=children)
         web = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [
                 sys.executable,
@@ -135,17 +137,40 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"\nAgents Platform is running at {url}"))
             if login:
                 self.stdout.write(f"Log in as: {login[0]} / {login[1]}")
-            self.stdout.write(f"Background worker on {broker}. API docs: {url}api/v1/docs. Press Ctrl-C to stop.\n")
+            self.stdout.write(f"Background worker on {broker}. {local_model}")
+            self.stdout.write(f"API docs: {url}api/v1/docs. Press Ctrl-C to stop.\n")
             sys.stdout.flush()
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
             dead = next(child for child in children if child.poll() is not None)
-            name = "The web server" if dead is web else "The worker"
+            name = "The web server" if dead is web else "A background process"
             raise CommandError(f"{name} exited with code {dead.returncode}; stopping.")
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
             stop()
+
+    def _start_local_model(self, *, enabled: bool, children: list[subprocess.Popen[bytes]]) -> str:
+        """Start the bundled model's server unless it is disabled, elsewhere, or already running."""
+        from providers_app.local_model import LocalModelUnavailableError, is_ready, start_sidecar
+
+        base_url = settings.LOCAL_MODEL_BASE_URL
+        own_url = f"http://127.0.0.1:{settings.LOCAL_MODEL_PORT}/v1"
+        if not enabled or not settings.LOCAL_MODEL_ENABLED:
+            return "Local model: not started."
+        if base_url.rstrip("/") != own_url:
+            return f"Local model: expected at {base_url} (LOCAL_MODEL_BASE_URL)."
+        if is_ready(base_url):
+            return f"Local model: already running at {base_url}."
+        self.stdout.write("Starting the bundled local model (SmolLM2-135M)…")
+        try:
+            process = start_sidecar(port=settings.LOCAL_MODEL_PORT, log_path=Path(settings.VAR_DIR) / "local-model.log")
+        except LocalModelUnavailableError as exc:
+            # The platform still works with other providers; say why the default one is missing.
+            self.stderr.write(f"The bundled local model could not start: {exc}")
+            return "Local model: NOT running (see above)."
+        children.append(process)
+        return f"Local model: smollm2 at {base_url}."
 
     def _wait_until_up(self, url: str, web: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + 60
