@@ -38,13 +38,21 @@ def gguf_path() -> Path:
 def sidecar_command(*, port: int, threads: int = 2) -> list[str]:
     """Return the argv that serves the model on 127.0.0.1:``port`` under the alias settings.LOCAL_MODEL_NAME."""
     return [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(gguf_path()),
-        "--model_alias", settings.LOCAL_MODEL_NAME,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--n_ctx", "8192",
-        "--n_threads", str(threads),
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf_path()),
+        "--model_alias",
+        settings.LOCAL_MODEL_NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "8192",
+        "--n_threads",
+        str(threads),
     ]
 
 

@@ -20,11 +20,13 @@ def cosine(a, b) -> float:
 
 
 def test_local_model_is_offline_normalised_and_meaningful():
-    result = LocalEmbedder().embed_sync([
-        "How do I reset my password?",
-        "Steps to change a forgotten password",
-        "The weather in Lisbon is sunny today.",
-    ])
+    result = LocalEmbedder().embed_sync(
+        [
+            "How do I reset my password?",
+            "Steps to change a forgotten password",
+            "The weather in Lisbon is sunny today.",
+        ]
+    )
     assert (result.model, result.dimensions) == ("all-minilm-l6-v2-int8", 384)
     assert len(result.vectors) == 3
     assert all(len(v) == 384 for v in result.vectors)
@@ -43,7 +45,8 @@ def test_local_model_batches_and_keeps_order():
     assert len(whole.vectors) == 150
     assert cosine(whole.vectors[149], single.vectors[0]) > 0.999
     assert asyncio.run(LocalEmbedder().embed(["sentence number 149"])).vectors[0] == pytest.approx(
-        single.vectors[0], abs=1e-6)
+        single.vectors[0], abs=1e-6
+    )
 
 
 def test_bad_input():
@@ -70,8 +73,9 @@ def embed_with(provider, texts, **kwargs):
 
 
 def test_provider_embeddings_batch_and_record_model_and_dimension(team, fake_openai, allow_loopback):
-    provider = provider_create(actor=team, type="openai", name="OpenAI", api_key="sk-abcdefgh12345678",
-                               base_url=fake_openai.base_url)
+    provider = provider_create(
+        actor=team, type="openai", name="OpenAI", api_key="sk-abcdefgh12345678", base_url=fake_openai.base_url
+    )
     embedder = embedder_for(provider=provider)
     assert isinstance(embedder, ProviderEmbedder)
     texts = [f"chunk {i}" for i in range(300)] + [""]

@@ -45,8 +45,12 @@ def test_a_real_answer_through_the_sdk(team, sidecar_url):
         async def ask(stream: bool):
             try:
                 resolved = build_model(provider=provider, settings={"temperature": 0, "max_tokens": 40})
-                agent = Agent(name="Helper", instructions="Answer in one short sentence.", model=resolved.model,
-                              model_settings=resolved.model_settings)
+                agent = Agent(
+                    name="Helper",
+                    instructions="Answer in one short sentence.",
+                    model=resolved.model,
+                    model_settings=resolved.model_settings,
+                )
                 run_config = RunConfig(tracing_disabled=True)
                 if stream:
                     result = Runner.run_streamed(agent, "What is the capital of France?", run_config=run_config)

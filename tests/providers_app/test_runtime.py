@@ -154,8 +154,7 @@ def model_path(kind: str) -> str:
 @override_settings(PROVIDER_MAX_RETRIES=2)
 @pytest.mark.parametrize("kind", TYPES)
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_429_and_5xx_are_retried_then_succeed(team, fake_openai, allow_loopback, local_points_at_fake, kind,
-                                              status):
+def test_429_and_5xx_are_retried_then_succeed(team, fake_openai, allow_loopback, local_points_at_fake, kind, status):
     provider = make_provider(team, kind, fake_openai)
     fake_openai.script(Error(status, headers=FAST_RETRY), Error(status, headers=FAST_RETRY), Reply("made it"))
     _, output, _ = run(provider)
@@ -176,8 +175,7 @@ def test_retries_are_bounded(team, fake_openai, allow_loopback):
 
 @pytest.mark.parametrize("kind", [t for t in TYPES if t != "local"])
 @pytest.mark.parametrize("status", [401, 403])
-def test_auth_failures_fail_at_once_without_leaking_the_key(team, fake_openai, allow_loopback, kind, status,
-                                                            caplog):
+def test_auth_failures_fail_at_once_without_leaking_the_key(team, fake_openai, allow_loopback, kind, status, caplog):
     provider = make_provider(team, kind, fake_openai)
     fake_openai.script(Error(status, message=f"Incorrect API key provided: {KEY[:8]}***{KEY[-4:]}"))
     caplog.set_level(logging.DEBUG)
@@ -286,8 +284,15 @@ def test_tool_calls_round_trip_through_a_provider(team, fake_openai, allow_loopb
 
 
 def test_secret_headers_and_keys_never_reach_the_logs(team, fake_openai, allow_loopback, caplog):
-    provider = provider_create(actor=team, type="custom", name="hdr", api_key=KEY, base_url=fake_openai.base_url,
-                               models=["m"], extra_headers={"X-Api-Secret": "header-secret-123456"})
+    provider = provider_create(
+        actor=team,
+        type="custom",
+        name="hdr",
+        api_key=KEY,
+        base_url=fake_openai.base_url,
+        models=["m"],
+        extra_headers={"X-Api-Secret": "header-secret-123456"},
+    )
     caplog.set_level(logging.DEBUG)
     fake_openai.script(Error(500, message=f"upstream broke, key was {KEY}", headers=FAST_RETRY))
     with override_settings(PROVIDER_MAX_RETRIES=0), pytest.raises(openai.InternalServerError) as info:
@@ -303,8 +308,15 @@ def test_secret_headers_and_keys_never_reach_the_logs(team, fake_openai, allow_l
 def test_the_log_filter_redacts_key_shaped_text():
     from config.logfilters import RedactSecretsFilter
 
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "calling %s with %s", (
-        "https://user:pass@example.com/v1", "Bearer sk-abcdef0123456789"), None)
+    record = logging.LogRecord(
+        "x",
+        logging.ERROR,
+        __file__,
+        1,
+        "calling %s with %s",
+        ("https://user:pass@example.com/v1", "Bearer sk-abcdef0123456789"),
+        None,
+    )
     RedactSecretsFilter().filter(record)
     message = record.getMessage()
     assert "pass@" not in message
