@@ -51,7 +51,7 @@ def test_local_model_batches_and_keeps_order():
 
 def test_bad_input():
     with pytest.raises(InvalidInputError):
-        LocalEmbedder().embed_sync("not a list")  # type: ignore[arg-type]
+        LocalEmbedder().embed_sync("not a list")
     with pytest.raises(InvalidInputError):
         LocalEmbedder().embed_sync([1, 2])  # type: ignore[list-item]
     assert LocalEmbedder().embed_sync([]).vectors == []
