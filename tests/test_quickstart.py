@@ -27,13 +27,14 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_serve_on_embedded_defaults(tmp_path):
-    port = free_port()
+    port, model_port = free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY"} and not k.startswith("PYTEST")
     }
     env["VAR_DIR"] = str(tmp_path / "var")
+    env["LOCAL_MODEL_PORT"] = str(model_port)
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -55,6 +56,9 @@ def test_serve_on_embedded_defaults(tmp_path):
         login = re.search(r"Log in as: (\S+) / (\S+)", output)
         assert login is not None, output
         assert login.group(1) == "demo"
+        assert f"Local model: smollm2 at http://127.0.0.1:{model_port}/v1" in output
+        with urllib.request.urlopen(f"http://127.0.0.1:{model_port}/v1/models", timeout=10) as response:
+            assert json.loads(response.read())["data"][0]["id"] == "smollm2"
 
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
             assert response.status == 200
@@ -72,6 +76,9 @@ def test_serve_on_embedded_defaults(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, log.read_text()
+    # The local model's server went with it.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{model_port}/v1/models", timeout=2)
     # The embedded Postgres stops with the last process attached to it.
     deadline = time.monotonic() + 15
     while (tmp_path / "var" / "pgdata" / "postmaster.pid").exists():
