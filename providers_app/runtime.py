@@ -11,6 +11,7 @@ from typing import Any
 
 from agents import Model, ModelSettings, OpenAIChatCompletionsModel, OpenAIResponsesModel
 
+from accounts_app.models import Workspace
 from providers_app.clients import client_for
 from providers_app.exceptions import InvalidInputError
 from providers_app.models import Provider
@@ -96,3 +97,23 @@ def build_model(
     else:
         model = OpenAIChatCompletionsModel(model=name, openai_client=client)
     return ResolvedModel(provider=provider, model_name=name, model=model, model_settings=model_settings)
+
+
+async def aresolve_model(
+    *,
+    workspace: Workspace,
+    provider_id: int | None = None,
+    model_name: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> ResolvedModel:
+    """Resolve (workspace, provider or default, model, settings) for a run on the running loop.
+
+    Uses the given provider, else the workspace default, else the bundled local model. Raises
+    NotFoundError for another workspace's provider and InvalidInputError for bad settings.
+    """
+    from asgiref.sync import sync_to_async
+
+    from providers_app.selectors import provider_for_run
+
+    provider = await sync_to_async(provider_for_run)(workspace=workspace, provider_id=provider_id)
+    return build_model(provider=provider, model_name=model_name, settings=settings)

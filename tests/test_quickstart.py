@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_serve_on_embedded_defaults(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, log.read_text()
     # The local model's server went with it.
-    with pytest.raises(OSError):
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
         urllib.request.urlopen(f"http://127.0.0.1:{model_port}/v1/models", timeout=2)
     # The embedded Postgres stops with the last process attached to it.
     deadline = time.monotonic() + 15

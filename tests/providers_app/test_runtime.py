@@ -322,3 +322,27 @@ def test_the_log_filter_redacts_key_shaped_text():
     assert "pass@" not in message
     assert "sk-abcdef0123456789" not in message
     assert "example.com/v1" in message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_aresolve_model_picks_the_default_or_the_given_provider(fake_openai, allow_loopback):
+    from providers_app.exceptions import NotFoundError
+    from providers_app.runtime import aresolve_model
+    from tests.factories import make_user, make_workspace
+
+    team = make_workspace(owner=make_user())
+    other = make_workspace(owner=make_user())
+    chosen = make_provider(team, "custom", fake_openai)
+    foreign = provider_create(actor=other, type="custom", name="x", base_url=fake_openai.base_url, models=["m"])
+
+    async def go(provider_id=None, workspace=team.workspace):
+        try:
+            return await aresolve_model(workspace=workspace, provider_id=provider_id, settings={"temperature": 1})
+        finally:
+            await close_clients_for_running_loop()
+
+    resolved = asyncio.run(go())
+    assert (resolved.provider, resolved.model_name, resolved.model_settings.temperature) == (chosen, "fake-model", 1)
+    assert asyncio.run(go(workspace=other.workspace)).provider == foreign
+    with pytest.raises(NotFoundError):
+        asyncio.run(go(provider_id=foreign.pk))
