@@ -259,7 +259,8 @@ async def _probe(provider: Provider) -> ProviderTestResult:
     finally:
         await client.close()
     latency = round((time.perf_counter() - started) * 1000, 1)
-    return ProviderTestResult(True, latency, names, f"Connected in {latency:.0f} ms; {len(names)} models listed.")
+    listed = f"{len(names)} model{'' if len(names) == 1 else 's'} listed"
+    return ProviderTestResult(True, latency, names, f"Connected in {latency:.0f} ms; {listed}.")
 
 
 def provider_test(*, actor: Actor, provider_id: int | None) -> ProviderTestResult:
