@@ -253,7 +253,16 @@ LOCAL_MODEL_ENABLED = env_bool("LOCAL_MODEL_ENABLED", True)
 LOCAL_MODEL_PORT = env_int("LOCAL_MODEL_PORT", 8081, minimum=1, maximum=65535)
 LOCAL_MODEL_BASE_URL = env_str("LOCAL_MODEL_BASE_URL", f"http://127.0.0.1:{LOCAL_MODEL_PORT}/v1")
 LOCAL_MODEL_NAME = "smollm2"
+LOCAL_MODEL_PRICE_INPUT_PER_MILLION = env_str("LOCAL_MODEL_PRICE_INPUT_PER_MILLION", "0")
+LOCAL_MODEL_PRICE_OUTPUT_PER_MILLION = env_str("LOCAL_MODEL_PRICE_OUTPUT_PER_MILLION", "0")
 LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 1, minimum=1, maximum=64)
+
+# --- Agent runs -----------------------------------------------------------------------------------
+# Every run reserves at least this much (so every run writes ledger entries and a workspace with no
+# credits cannot run), plus its worst-case price: input estimate and max output tokens per turn.
+RUN_MIN_RESERVATION = env_str("RUN_MIN_RESERVATION", "0.01")
+RUN_RESERVATION_OUTPUT_TOKENS = env_int("RUN_RESERVATION_OUTPUT_TOKENS", 2048, minimum=1)
+RUN_RESERVATION_TURNS = env_int("RUN_RESERVATION_TURNS", 3, minimum=1)
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

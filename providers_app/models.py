@@ -108,3 +108,21 @@ class Provider(models.Model):
     def as_log_label(self) -> dict[str, Any]:
         """Return what may appear in logs and traces about this provider: never the key or headers."""
         return {"provider_id": self.pk, "provider_type": self.type, "provider_name": self.name}
+
+
+def model_prices(provider: Provider, model_name: str) -> tuple[Any, Any]:
+    """Return (input, output) credits per million tokens for ``model_name`` on ``provider``.
+
+    Prices come from ``config["prices"]``: ``{"<model>": {"input": 0.4, "output": 1.6}, "*": {...}}``;
+    the bundled local model uses LOCAL_MODEL_PRICE_*_PER_MILLION (zero unless an operator sets one).
+    """
+    from decimal import Decimal
+
+    if provider.type == ProviderType.LOCAL:
+        return (
+            Decimal(str(settings.LOCAL_MODEL_PRICE_INPUT_PER_MILLION)),
+            Decimal(str(settings.LOCAL_MODEL_PRICE_OUTPUT_PER_MILLION)),
+        )
+    prices = (provider.config or {}).get("prices") or {}
+    entry = prices.get(model_name) or prices.get("*") or {}
+    return Decimal(str(entry.get("input", 0))), Decimal(str(entry.get("output", 0)))

@@ -1,0 +1,393 @@
+"""Running agents: prepare (check, reserve credits, record the run), execute or stream through the SDK,
+finish (record output, items, usage and cost; settle or refund).
+
+Preparation and finishing touch the database (sync, in transactions); execution happens in the
+event loop and never touches the ORM, except through the conversation session, which goes through
+``sync_to_async``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import openai
+from agents import MaxTurnsExceeded, ModelBehaviorError, RunConfig, Runner, gen_trace_id
+from agents.exceptions import AgentsException
+from agents.result import RunResultBase
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from openai.types.responses import ResponseTextDeltaEvent
+
+from accounts_app.actor import Actor
+from accounts_app.models import CreditReservation
+from accounts_app.services import credits_refund, credits_reserve, credits_settle
+from agents_app.exceptions import InvalidInputError, NotFoundError
+from agents_app.models import Agent, AgentContext, AgentRun, Conversation, RunStatus
+from agents_app.runtime import ConversationSession, Graph, RunContext, build_sdk_graph, load_graph, to_json
+from agents_app.selectors import agent_get, context_get, conversation_get
+from config.errors import ApplicationError
+from providers_app.failures import describe_failure
+from providers_app.models import Provider, model_prices
+from providers_app.runtime import ResolvedModel, build_model
+from providers_app.selectors import provider_for_run, provider_get
+
+logger = logging.getLogger(__name__)
+MAX_MESSAGE_CHARS = 100_000
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass
+class PreparedRun:
+    """Everything a run needs, loaded before it starts."""
+
+    run: AgentRun
+    graph: Graph
+    message: str
+    context: RunContext
+    conversation_id: int
+    root_provider: Provider
+    default_provider: Provider
+    root_model: str
+    max_turns: int
+
+
+def _estimate_tokens(text: str) -> int:
+    return len(text) // 3 + 1
+
+
+def _reservation_amount(provider: Provider, model: str, message: str, instructions: str) -> Decimal:
+    price_in, price_out = model_prices(provider, model)
+    turns = settings.RUN_RESERVATION_TURNS
+    worst = (
+        (
+            Decimal(_estimate_tokens(message + instructions)) * price_in
+            + Decimal(settings.RUN_RESERVATION_OUTPUT_TOKENS) * price_out
+        )
+        * turns
+        / _MILLION
+    )
+    return Decimal(settings.RUN_MIN_RESERVATION) + worst
+
+
+def run_cost(provider: Provider, model: str, usage: dict[str, int]) -> Decimal:
+    """Return the credits a run's tokens cost at the provider's prices for ``model``."""
+    price_in, price_out = model_prices(provider, model)
+    return (
+        Decimal(usage.get("input_tokens", 0)) * price_in + Decimal(usage.get("output_tokens", 0)) * price_out
+    ) / _MILLION
+
+
+@transaction.atomic
+def prepare_run(
+    *,
+    actor: Actor,
+    agent_id: int,
+    message: str,
+    context_id: int | None = None,
+    conversation_id: int | None = None,
+    provider_id: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    mode: str = "sync",
+) -> PreparedRun:
+    """Check the request, reserve credits and record a running AgentRun. Returns the PreparedRun.
+
+    A run without ``conversation_id`` starts a new conversation. Raises PermissionDeniedError for
+    viewers, NotFoundError for another workspace's agent, context, conversation or provider,
+    InvalidInputError for an empty or oversized message, and InsufficientCreditsError (402) when the
+    workspace cannot cover the reservation.
+    """
+    actor.require_write()
+    if not isinstance(message, str) or not message.strip():
+        raise InvalidInputError("Send a message.", fields={"message": "This field is required."})
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise InvalidInputError(
+            "The message is too long.", fields={"message": f"At most {MAX_MESSAGE_CHARS} characters."}
+        )
+    agent = agent_get(actor=actor, agent_id=agent_id)
+    context: AgentContext | None
+    if context_id is not None:
+        context = context_get(agent=agent, context_id=context_id)
+    else:
+        context = next((c for c in agent.contexts.all() if c.is_default), None)
+    if conversation_id is not None:
+        conversation = conversation_get(actor=actor, conversation_id=conversation_id)
+        if conversation.agent_id != agent.pk:
+            raise NotFoundError("Conversation not found for this agent.")
+    else:
+        conversation = Conversation.objects.create(
+            workspace=actor.workspace, agent=agent, title=message.strip()[:200], created_by=actor.user
+        )
+    default_provider = provider_for_run(workspace=actor.workspace)
+    root_provider = (
+        provider_get(actor=actor, provider_id=provider_id)
+        if provider_id is not None
+        else agent.provider or default_provider
+    )
+    root_model = (
+        (agent.model_name if provider_id is None else "")
+        or root_provider.default_model
+        or next(iter(root_provider.model_list()), "")
+    )
+    reservation = credits_reserve(
+        workspace=actor.workspace,
+        amount=_reservation_amount(root_provider, root_model, message, agent.instructions),
+        purpose=f"Run of {agent.name}",
+        reserved_by=actor.user,
+    )
+    run = AgentRun.objects.create(
+        workspace=actor.workspace,
+        agent=agent,
+        agent_name=agent.name,
+        conversation=conversation,
+        status=RunStatus.RUNNING,
+        mode=mode,
+        input=message,
+        context_name=context.name if context else "",
+        reservation=reservation,
+        provider=root_provider if root_provider.pk else None,
+        provider_type=root_provider.type,
+        model_name=root_model,
+        trace_id=gen_trace_id(),
+        metadata=metadata or {},
+        created_by=actor.user,
+        started_at=timezone.now(),
+    )
+    graph = load_graph(root=agent)
+    return PreparedRun(
+        run=run,
+        graph=graph,
+        message=message,
+        context=RunContext(
+            workspace_id=actor.workspace.pk,
+            run_id=run.pk,
+            context=dict(context.data) if context else {},
+            metadata=metadata or {},
+        ),
+        conversation_id=conversation.pk,
+        root_provider=root_provider,
+        default_provider=default_provider,
+        root_model=root_model,
+        max_turns=agent.max_turns,
+    )
+
+
+def _resolver(prepared: PreparedRun) -> Any:
+    def resolve(row: Agent) -> ResolvedModel:
+        if row.pk == prepared.graph.root_id:
+            return build_model(
+                provider=prepared.root_provider, model_name=prepared.root_model, settings=row.model_settings
+            )
+        return build_model(
+            provider=row.provider or prepared.default_provider, model_name=row.model_name, settings=row.model_settings
+        )
+
+    return resolve
+
+
+def _run_config(prepared: PreparedRun) -> RunConfig:
+    return RunConfig(
+        workflow_name=prepared.run.agent_name,
+        trace_id=prepared.run.trace_id,
+        group_id=str(prepared.conversation_id),
+        trace_metadata={"workspace_id": str(prepared.context.workspace_id), "run_id": str(prepared.run.pk)},
+    )
+
+
+def _usage(result: RunResultBase | None) -> dict[str, int]:
+    if result is None:
+        return {}
+    usage = result.context_wrapper.usage
+    return {
+        "requests": usage.requests,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def describe_run_error(exc: BaseException, prepared: PreparedRun) -> ApplicationError:
+    """Return the error a failed run reports: what went wrong, never a secret or a stack trace."""
+    if isinstance(exc, ApplicationError):
+        return exc
+    if isinstance(exc, openai.OpenAIError):
+        return describe_failure(exc, prepared.root_provider)
+    if isinstance(exc, MaxTurnsExceeded):
+        return ApplicationError(
+            f"The agent did not finish within {prepared.max_turns} turns (max_turns).", code="max_turns_exceeded"
+        )
+    if isinstance(exc, ModelBehaviorError):
+        return ApplicationError(str(exc), code="output_invalid")
+    if isinstance(exc, AgentsException):
+        return ApplicationError(f"The run failed: {exc}", code="run_error")
+    logger.exception("Run %s failed unexpectedly", prepared.run.pk, exc_info=exc)
+    return ApplicationError(f"The run failed unexpectedly ({type(exc).__name__}).", code="run_error")
+
+
+@transaction.atomic
+def finish_run(
+    prepared: PreparedRun,
+    *,
+    result: RunResultBase | None,
+    error: BaseException | None = None,
+    cancelled: bool = False,
+) -> AgentRun:
+    """Record how the run ended and settle its credits. Returns the AgentRun.
+
+    Success settles at the real cost; failure and cancellation refund the reservation. Idempotent:
+    a run already finished is returned as it is.
+    """
+    run = AgentRun.objects.select_for_update().get(pk=prepared.run.pk)
+    if run.is_terminal:
+        return run
+    now = timezone.now()
+    run.finished_at = now
+    run.duration_ms = int((now - run.started_at).total_seconds() * 1000) if run.started_at else None
+    run.usage = _usage(result)
+    if result is not None:
+        run.new_items = to_json([item.to_input_item() for item in result.new_items])
+        run.last_agent_name = result.last_agent.name if result.last_agent else ""
+    reservation = CreditReservation.objects.filter(pk=run.reservation_id).first() if run.reservation_id else None
+    if error is None and not cancelled and result is not None:
+        output = result.final_output
+        run.final_output = to_json(output) if not isinstance(output, str) else output
+        run.status = RunStatus.SUCCEEDED
+        run.cost = run_cost(prepared.root_provider, prepared.root_model, run.usage)
+        if reservation is not None:
+            credits_settle(reservation=reservation, cost=run.cost)
+    else:
+        failure = describe_run_error(error, prepared) if error is not None else None
+        run.status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
+        run.error = failure.message if failure else "Cancelled: the client went away."
+        run.error_code = failure.code if failure else "cancelled"
+        if reservation is not None:
+            credits_refund(reservation=reservation, reason=f"Run {run.pk} {run.status}")
+    run.save()
+    return run
+
+
+async def execute_run(prepared: PreparedRun) -> AgentRun:
+    """Run to the end and return the finished AgentRun (succeeded or failed; never raises for run errors)."""
+    result: RunResultBase | None = None
+    try:
+        sdk_agent = build_sdk_graph(prepared.graph, _resolver(prepared))
+        result = await Runner.run(
+            sdk_agent,
+            prepared.message,
+            context=prepared.context,
+            max_turns=prepared.max_turns,
+            session=ConversationSession(prepared.conversation_id),
+            run_config=_run_config(prepared),
+        )
+    except asyncio.CancelledError:
+        await asyncio.shield(sync_to_async(finish_run)(prepared, result=result, cancelled=True))
+        raise
+    except Exception as exc:
+        return await sync_to_async(finish_run)(prepared, result=result, error=exc)
+    return await sync_to_async(finish_run)(prepared, result=result)
+
+
+def _event(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event": name, "data": data}
+
+
+def _translate(event: Any) -> dict[str, Any] | None:
+    """Map an SDK stream event to one of ours (text, tool_call, tool_output, handoff, agent), or None."""
+    if event.type == "raw_response_event":
+        if isinstance(event.data, ResponseTextDeltaEvent):
+            return _event("text", {"delta": event.data.delta})
+        return None
+    if event.type == "agent_updated_stream_event":
+        return _event("agent", {"name": event.new_agent.name})
+    if event.type == "run_item_stream_event":
+        item = event.item
+        if event.name == "tool_called":
+            raw = item.raw_item
+            return _event(
+                "tool_call",
+                {
+                    "name": getattr(raw, "name", ""),
+                    "arguments": getattr(raw, "arguments", ""),
+                    "call_id": getattr(raw, "call_id", ""),
+                },
+            )
+        if event.name == "tool_output":
+            raw = item.raw_item
+            call_id = raw.get("call_id", "") if isinstance(raw, dict) else getattr(raw, "call_id", "")
+            return _event("tool_output", {"call_id": call_id, "output": to_json(item.output)})
+        if event.name == "handoff_occured":
+            return _event("handoff", {"from": item.source_agent.name, "to": item.target_agent.name})
+    return None
+
+
+def done_payload(run: AgentRun) -> dict[str, Any]:
+    return {
+        "run_id": run.pk,
+        "status": run.status,
+        "output": run.final_output,
+        "usage": run.usage,
+        "trace_id": run.trace_id,
+        "conversation_id": run.conversation_id,
+        "cost": str(run.cost),
+        "error": run.error or None,
+        "code": run.error_code or None,
+    }
+
+
+async def stream_run(prepared: PreparedRun) -> AsyncIterator[dict[str, Any]]:
+    """Yield our stream events, then ``done`` with the finished run (or ``error`` then ``done``).
+
+    If the consumer stops (the client went away), the SDK run is cancelled at once and the run is
+    recorded as cancelled with its credits refunded: an abandoned stream must not keep spending.
+    """
+    yield _event(
+        "run",
+        {
+            "run_id": prepared.run.pk,
+            "conversation_id": prepared.conversation_id,
+            "agent": prepared.run.agent_name,
+            "trace_id": prepared.run.trace_id,
+        },
+    )
+    result = None
+    finished = False
+    try:
+        sdk_agent = build_sdk_graph(prepared.graph, _resolver(prepared))
+        result = Runner.run_streamed(
+            sdk_agent,
+            prepared.message,
+            context=prepared.context,
+            max_turns=prepared.max_turns,
+            session=ConversationSession(prepared.conversation_id),
+            run_config=_run_config(prepared),
+        )
+        async for event in result.stream_events():
+            translated = _translate(event)
+            if translated is not None:
+                yield translated
+        run = await sync_to_async(finish_run)(prepared, result=result)
+        finished = True
+    except (asyncio.CancelledError, GeneratorExit):
+        raise
+    except Exception as exc:
+        run = await sync_to_async(finish_run)(prepared, result=result, error=exc)
+        finished = True
+        yield _event("error", {"code": run.error_code, "detail": run.error})
+    finally:
+        if not finished:
+            if result is not None:
+                result.cancel()
+            await asyncio.shield(sync_to_async(finish_run)(prepared, result=result, cancelled=True))
+    yield _event("done", done_payload(run))
+
+
+def sse(event: dict[str, Any]) -> bytes:
+    """Encode one event as Server-Sent Events."""
+    return f"event: {event['event']}\ndata: {json.dumps(event['data'], ensure_ascii=False)}\n\n".encode()

@@ -1,0 +1,182 @@
+"""From rows to an SDK run: the agent graph, structured output, conversation memory and run context.
+
+The graph is built per run from rows loaded once (``load_graph``), so a run never touches the ORM
+while the SDK is running, and cyclic handoffs (A -> B -> A) resolve through a memo: each row becomes
+exactly one SDK ``Agent``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents import Agent as SDKAgent
+from agents import AgentOutputSchemaBase, ModelBehaviorError, RunContextWrapper, handoff
+from agents.memory import SessionABC
+from asgiref.sync import sync_to_async
+from jsonschema import Draft202012Validator
+
+from agents_app.models import Agent, AgentHandoff, ConversationItem
+from providers_app.models import Provider
+from providers_app.runtime import ResolvedModel
+
+
+class JsonSchemaOutput(AgentOutputSchemaBase):
+    """Structured output from a stored JSON Schema, validated on every final answer.
+
+    Not strict: user schemas rarely meet OpenAI's strict-mode rules, and validation happens here.
+    """
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._schema = schema
+        self._validator = Draft202012Validator(schema)
+
+    def is_plain_text(self) -> bool:
+        return False
+
+    def name(self) -> str:
+        return "final_output"
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._schema
+
+    def is_strict_json_schema(self) -> bool:
+        return False
+
+    def validate_json(self, json_str: str) -> Any:
+        """Return the parsed output; raise ModelBehaviorError saying what does not match the schema."""
+        try:
+            data = json.loads(json_str)
+        except json.JSONDecodeError as exc:
+            raise ModelBehaviorError(f"The model's output is not valid JSON ({exc.msg}).") from None
+        errors = sorted(self._validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            first = errors[0]
+            where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+            raise ModelBehaviorError(f"The model's output does not match the output schema at {where}: {first.message}")
+        return data
+
+
+class ConversationSession(SessionABC):
+    """The SDK session of a conversation, kept in Postgres as ConversationItem rows."""
+
+    def __init__(self, conversation_id: int) -> None:
+        self.conversation_id = conversation_id
+        self.session_id = str(conversation_id)
+        self.session_settings = None
+
+    async def get_items(self, limit: int | None = None) -> list[Any]:
+        def load() -> list[Any]:
+            rows = ConversationItem.objects.filter(conversation_id=self.conversation_id).order_by("-id")
+            if limit is not None:
+                rows = rows[:limit]
+            return [row.data for row in reversed(list(rows))]
+
+        return await sync_to_async(load)()
+
+    async def add_items(self, items: list[Any]) -> None:
+        rows = [ConversationItem(conversation_id=self.conversation_id, data=to_json(item)) for item in items]
+        await sync_to_async(ConversationItem.objects.bulk_create)(rows)
+
+    async def pop_item(self) -> Any | None:
+        def pop() -> Any | None:
+            row = ConversationItem.objects.filter(conversation_id=self.conversation_id).order_by("-id").first()
+            if row is None:
+                return None
+            row.delete()
+            return row.data
+
+        return await sync_to_async(pop)()
+
+    async def clear_session(self) -> None:
+        await sync_to_async(ConversationItem.objects.filter(conversation_id=self.conversation_id).delete)()
+
+
+def to_json(value: Any) -> Any:
+    """Return a JSON-compatible copy (SDK items may hold pydantic models or enums)."""
+    return json.loads(json.dumps(value, default=lambda o: o.model_dump() if hasattr(o, "model_dump") else str(o)))
+
+
+@dataclass
+class Graph:
+    """Rows of the agents reachable from the root by handoffs, loaded before the run starts."""
+
+    root_id: int
+    agents: dict[int, Agent]
+    handoffs: dict[int, list[AgentHandoff]] = field(default_factory=dict)
+
+    def providers(self) -> list[Provider]:
+        return [a.provider for a in self.agents.values() if a.provider is not None]
+
+
+def load_graph(*, root: Agent) -> Graph:
+    """Load every agent reachable from ``root`` through handoffs (cycles included), one query per depth."""
+    agents: dict[int, Agent] = {root.pk: root}
+    handoffs: dict[int, list[AgentHandoff]] = {}
+    frontier = [root.pk]
+    while frontier:
+        edges = list(
+            AgentHandoff.objects.filter(source_id__in=frontier, target__workspace_id=root.workspace_id)
+            .select_related("target__provider")
+            .order_by("id")
+        )
+        frontier = []
+        for edge in edges:
+            handoffs.setdefault(edge.source_id, []).append(edge)
+            if edge.target_id not in agents:
+                agents[edge.target_id] = edge.target
+                frontier.append(edge.target_id)
+    return Graph(root_id=root.pk, agents=agents, handoffs=handoffs)
+
+
+@dataclass
+class RunContext:
+    """The object tools, guardrails and instructions receive as ``ctx.context``."""
+
+    workspace_id: int
+    run_id: int
+    context: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+def _instructions(row: Agent) -> Callable[[RunContextWrapper[RunContext], SDKAgent[RunContext]], str]:
+    base = row.instructions or ""
+
+    def instructions(ctx: RunContextWrapper[RunContext], agent: SDKAgent[RunContext]) -> str:
+        data = ctx.context.context if ctx.context else {}
+        if not data:
+            return base
+        # The context is given to the model as data, after the builder's instructions.
+        return f"{base}\n\n# Context\n{json.dumps(data, ensure_ascii=False, indent=2)}"
+
+    return instructions
+
+
+def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> SDKAgent[RunContext]:
+    """Return the SDK agent for the root, with every handoff wired (cycles through a memo).
+
+    ``resolve`` gives each row its model; it runs in the event loop that will run the agents.
+    """
+    built: dict[int, SDKAgent[RunContext]] = {}
+    for agent_id, row in graph.agents.items():
+        resolved = resolve(row)
+        built[agent_id] = SDKAgent[RunContext](
+            name=row.name,
+            instructions=_instructions(row),
+            handoff_description=row.handoff_description or None,
+            model=resolved.model,
+            model_settings=resolved.model_settings,
+            output_type=JsonSchemaOutput(row.output_schema) if row.output_schema else None,
+        )
+    for agent_id, edges in graph.handoffs.items():
+        built[agent_id].handoffs = [
+            handoff(
+                built[edge.target_id],
+                tool_name_override=edge.tool_name or None,
+                tool_description_override=edge.tool_description or None,
+            )
+            for edge in edges
+        ]
+    return built[graph.root_id]

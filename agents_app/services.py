@@ -1,0 +1,277 @@
+"""Agent writes: create, update, delete, set the model, wire handoffs, manage contexts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from accounts_app.actor import Actor
+from agents_app.exceptions import ConflictError, InvalidInputError, NotFoundError
+from agents_app.models import Agent, AgentContext, AgentHandoff
+from agents_app.selectors import agent_get, context_get
+from providers_app.models import Provider
+from providers_app.runtime import clean_model_settings
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+AGENT_FIELDS = {
+    "name",
+    "instructions",
+    "provider_id",
+    "model_name",
+    "model_settings",
+    "handoff_description",
+    "output_schema",
+    "tools",
+    "guardrails",
+    "metadata",
+    "max_turns",
+}
+
+
+def validate_output_schema(schema: Any) -> str | None:
+    """Return why ``schema`` cannot be an output type, or None. It must be a valid JSON Schema object type."""
+    if schema is None:
+        return None
+    if not isinstance(schema, dict):
+        return "Give a JSON Schema object."
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return f"Not a valid JSON Schema: {exc.message}"
+    if schema.get("type") != "object":
+        return 'The output schema must have "type": "object" at its root.'
+    return None
+
+
+def _validate(agent: Agent, fields: dict[str, str]) -> None:
+    agent.name = (agent.name or "").strip()
+    if not agent.name:
+        fields["name"] = "Give the agent a name."
+    elif len(agent.name) > 100:
+        fields["name"] = "At most 100 characters."
+    elif Agent.objects.filter(workspace=agent.workspace, name=agent.name).exclude(pk=agent.pk).exists():
+        fields["name"] = "Another agent of this workspace has this name."
+    if len(agent.instructions or "") > 100_000:
+        fields["instructions"] = "At most 100,000 characters."
+    if len(agent.model_name or "") > 200:
+        fields["model_name"] = "At most 200 characters."
+    try:
+        clean_model_settings(agent.model_settings)
+    except InvalidInputError as exc:
+        fields["model_settings"] = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+    problem = validate_output_schema(agent.output_schema)
+    if problem:
+        fields["output_schema"] = problem
+    for key in ("tools", "guardrails"):
+        value = getattr(agent, key)
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            fields[key] = "Give a list of objects."
+    if not isinstance(agent.metadata, dict):
+        fields["metadata"] = "Give an object."
+    if not isinstance(agent.max_turns, int) or isinstance(agent.max_turns, bool) or not 1 <= agent.max_turns <= 100:
+        fields["max_turns"] = "Give a whole number from 1 to 100."
+
+
+def _provider_in_workspace(actor: Actor, provider_id: int | None, fields: dict[str, str]) -> Provider | None:
+    if provider_id is None:
+        return None
+    provider = Provider.objects.filter(workspace=actor.workspace, pk=provider_id).first()
+    if provider is None:
+        fields["provider_id"] = "No provider with this id in this workspace."
+    return provider
+
+
+def _save(agent: Agent, fields: dict[str, str]) -> Agent:
+    if fields:
+        raise InvalidInputError("The agent could not be saved.", fields=fields)
+    try:
+        with transaction.atomic():
+            agent.save()
+    except IntegrityError:
+        raise InvalidInputError(
+            "The agent could not be saved.", fields={"name": "Another agent of this workspace has this name."}
+        ) from None
+    return agent
+
+
+@transaction.atomic
+def agent_create(*, actor: Actor, name: str, **values: Any) -> Agent:
+    """Create an agent (members and above). Returns it.
+
+    ``values`` may hold any of AGENT_FIELDS. Raises PermissionDeniedError and InvalidInputError with a
+    message per bad field (empty or duplicate name, bad model settings, bad output schema, ...).
+    """
+    actor.require_write()
+    unknown = set(values) - AGENT_FIELDS
+    if unknown:
+        raise InvalidInputError("Unknown fields.", fields=dict.fromkeys(sorted(unknown), "Unknown field."))
+    fields: dict[str, str] = {}
+    provider = _provider_in_workspace(actor, values.pop("provider_id", None), fields)
+    agent = Agent(workspace=actor.workspace, name=name, provider=provider, created_by=actor.user, **values)
+    _validate(agent, fields)
+    return _save(agent, fields)
+
+
+@transaction.atomic
+def agent_update(*, actor: Actor, agent_id: int, changes: dict[str, Any]) -> Agent:
+    """Change some fields of an agent and bump its version. Returns it.
+
+    Raises NotFoundError, PermissionDeniedError and InvalidInputError.
+    """
+    actor.require_write()
+    unknown = set(changes) - AGENT_FIELDS
+    if unknown:
+        raise InvalidInputError("Unknown fields.", fields=dict.fromkeys(sorted(unknown), "Unknown field."))
+    agent = agent_get(actor=actor, agent_id=agent_id)
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    fields: dict[str, str] = {}
+    for key, value in changes.items():
+        if key == "provider_id":
+            agent.provider = _provider_in_workspace(actor, value, fields)
+        else:
+            setattr(agent, key, value if value is not None or key == "output_schema" else getattr(agent, key))
+    agent.version = F("version") + 1
+    _validate(agent, fields)
+    _save(agent, fields)
+    agent.refresh_from_db()
+    return agent
+
+
+def agent_set_model(
+    *, actor: Actor, agent_id: int, provider_id: int | None, model_name: str, model_settings: dict[str, Any] | None
+) -> Agent:
+    """Point an agent at a provider and model (None: the workspace default). Returns it."""
+    return agent_update(
+        actor=actor,
+        agent_id=agent_id,
+        changes={"provider_id": provider_id, "model_name": model_name, "model_settings": model_settings or {}},
+    )
+
+
+@transaction.atomic
+def agent_delete(*, actor: Actor, agent_id: int) -> None:
+    """Delete an agent with its handoffs, contexts and conversations; its runs stay, detached."""
+    actor.require_write()
+    agent_get(actor=actor, agent_id=agent_id).delete()
+
+
+@transaction.atomic
+def handoff_add(
+    *, actor: Actor, agent_id: int, target_id: int, tool_name: str = "", tool_description: str = ""
+) -> AgentHandoff:
+    """Let ``agent_id`` hand off to ``target_id`` (same workspace; cycles allowed). Returns the handoff.
+
+    Raises NotFoundError for an agent of another workspace, InvalidInputError for a self-handoff or a
+    bad tool name, ConflictError when the handoff exists.
+    """
+    actor.require_write()
+    source = agent_get(actor=actor, agent_id=agent_id)
+    fields: dict[str, str] = {}
+    target = Agent.objects.filter(workspace=actor.workspace, pk=target_id).first()
+    if target is None:
+        raise NotFoundError("Target agent not found.")
+    if target.pk == source.pk:
+        fields["target_id"] = "An agent cannot hand off to itself."
+    tool_name = (tool_name or "").strip()
+    if tool_name and not _TOOL_NAME.match(tool_name):
+        fields["tool_name"] = "Use 1 to 64 letters, digits, '_' or '-'."
+    if len(tool_description or "") > 1000:
+        fields["tool_description"] = "At most 1,000 characters."
+    if fields:
+        raise InvalidInputError("The handoff could not be added.", fields=fields)
+    try:
+        with transaction.atomic():
+            handoff = AgentHandoff.objects.create(
+                source=source, target=target, tool_name=tool_name, tool_description=tool_description or ""
+            )
+    except IntegrityError:
+        raise ConflictError(f"{source.name} already hands off to {target.name}.", code="handoff_exists") from None
+    Agent.objects.filter(pk=source.pk).update(version=F("version") + 1)
+    return handoff
+
+
+@transaction.atomic
+def handoff_remove(*, actor: Actor, agent_id: int, target_id: int) -> None:
+    """Remove the handoff from ``agent_id`` to ``target_id``; raises NotFoundError if there is none."""
+    actor.require_write()
+    source = agent_get(actor=actor, agent_id=agent_id)
+    deleted, _ = AgentHandoff.objects.filter(source=source, target_id=target_id).delete()
+    if not deleted:
+        raise NotFoundError("Handoff not found.")
+    Agent.objects.filter(pk=source.pk).update(version=F("version") + 1)
+
+
+def _context_fields(name: str, data: Any, fields: dict[str, str]) -> None:
+    if not (name or "").strip():
+        fields["name"] = "Give the context a name."
+    elif len(name) > 100:
+        fields["name"] = "At most 100 characters."
+    if not isinstance(data, dict):
+        fields["data"] = "Give a JSON object."
+    elif len(str(data)) > 50_000:
+        fields["data"] = "The context is too large (50,000 characters at most)."
+
+
+def _make_only_default(context: AgentContext) -> None:
+    AgentContext.objects.filter(agent_id=context.agent_id, is_default=True).exclude(pk=context.pk).update(
+        is_default=False
+    )
+
+
+@transaction.atomic
+def context_create(
+    *, actor: Actor, agent_id: int, name: str, data: dict[str, Any], is_default: bool | None = None
+) -> AgentContext:
+    """Add a named context to an agent; the first one becomes the default. Returns it."""
+    actor.require_write()
+    agent = agent_get(actor=actor, agent_id=agent_id)
+    fields: dict[str, str] = {}
+    _context_fields(name, data, fields)
+    if AgentContext.objects.filter(agent=agent, name=(name or "").strip()).exists():
+        fields["name"] = "This agent already has a context with this name."
+    if fields:
+        raise InvalidInputError("The context could not be saved.", fields=fields)
+    first = not AgentContext.objects.filter(agent=agent).exists()
+    context = AgentContext(
+        agent=agent, name=name.strip(), data=data, is_default=is_default if is_default is not None else first
+    )
+    if context.is_default:
+        _make_only_default(context)
+    context.save()
+    return context
+
+
+@transaction.atomic
+def context_update(*, actor: Actor, agent_id: int, context_id: int, changes: dict[str, Any]) -> AgentContext:
+    """Change a context's name, data or default flag. Returns it."""
+    actor.require_write()
+    agent = agent_get(actor=actor, agent_id=agent_id)
+    context = context_get(agent=agent, context_id=context_id)
+    fields: dict[str, str] = {}
+    name = changes.get("name", context.name)
+    data = changes.get("data", context.data)
+    _context_fields(name, data, fields)
+    if AgentContext.objects.filter(agent=agent, name=(name or "").strip()).exclude(pk=context.pk).exists():
+        fields["name"] = "This agent already has a context with this name."
+    if fields:
+        raise InvalidInputError("The context could not be saved.", fields=fields)
+    context.name, context.data = name.strip(), data
+    if changes.get("is_default"):
+        context.is_default = True
+        _make_only_default(context)
+    elif changes.get("is_default") is False:
+        context.is_default = False
+    context.save()
+    return context
+
+
+@transaction.atomic
+def context_delete(*, actor: Actor, agent_id: int, context_id: int) -> None:
+    actor.require_write()
+    agent = agent_get(actor=actor, agent_id=agent_id)
+    context_get(agent=agent, context_id=context_id).delete()

@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+
+from accounts_app.exceptions import InsufficientCreditsError, PermissionDeniedError
+from accounts_app.models import CreditAccount, LedgerEntry
+from agents_app.exceptions import InvalidInputError, NotFoundError
+from agents_app.models import AgentRun, ConversationItem
+from agents_app.runs import execute_run, prepare_run, stream_run
+from agents_app.services import agent_create, context_create, handoff_add
+from providers_app.clients import close_clients_for_running_loop
+from tests.fakes import Error, Reply, ToolCall
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_sync(actor, agent, message="Hello", **kwargs) -> AgentRun:
+    prepared = prepare_run(actor=actor, agent_id=agent.pk, message=message, **kwargs)
+
+    async def go():
+        try:
+            return await execute_run(prepared)
+        finally:
+            await close_clients_for_running_loop()
+
+    return asyncio.run(go())
+
+
+def collect_stream(actor, agent, message="Hello", *, stop_after=None, **kwargs):
+    prepared = prepare_run(actor=actor, agent_id=agent.pk, message=message, mode="stream", **kwargs)
+
+    async def go():
+        events = []
+        stream = stream_run(prepared)
+        try:
+            async for event in stream:
+                events.append(event)
+                if stop_after and event["event"] == stop_after:
+                    break
+        finally:
+            await stream.aclose()
+            await close_clients_for_running_loop()
+        return events
+
+    return asyncio.run(go()), prepared.run.pk
+
+
+def balance(actor) -> Decimal:
+    return CreditAccount.objects.get(workspace=actor.workspace).balance
+
+
+def test_a_plain_run_records_everything_and_settles_credits(team, helper, fake_openai):
+    fake_openai.script(Reply("Hi there!", usage=(100, 50)))
+    run = run_sync(team, helper)
+    assert (run.status, run.final_output, run.last_agent_name) == ("succeeded", "Hi there!", "Helper")
+    assert run.usage == {"requests": 1, "input_tokens": 100, "output_tokens": 50, "total_tokens": 150}
+    # 100 * 1000 / 1e6 + 50 * 2000 / 1e6 = 0.1 + 0.1
+    assert run.cost == Decimal("0.2")
+    assert balance(team) == Decimal("99.8")
+    kinds = list(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))
+    assert sorted(kinds) == ["reserve", "settle"]
+    assert run.trace_id.startswith("trace_")
+    assert run.duration_ms is not None
+    assert [i["type"] if "type" in i else i["role"] for i in run.new_items] == ["message"]
+    assert ConversationItem.objects.filter(conversation=run.conversation).count() == 2
+    body = fake_openai.requests_to("/v1/chat/completions")[0].body
+    assert body["messages"][0] == {"role": "system", "content": "You help."}
+    assert body["model"] == "fake-model"
+
+
+def test_multi_turn_memory_through_the_conversation(team, helper, fake_openai):
+    fake_openai.script(Reply("Nice to meet you, Ada."), Reply("Your name is Ada."))
+    first = run_sync(team, helper, "My name is Ada.")
+    second = run_sync(team, helper, "What is my name?", conversation_id=first.conversation_id)
+    assert second.conversation_id == first.conversation_id
+    messages = fake_openai.requests_to("/v1/chat/completions")[1].body["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert "Ada" in json.dumps(messages[1])
+    assert "Nice to meet you, Ada." in json.dumps(messages[2])
+
+
+def test_context_is_injected_into_the_instructions(team, helper, fake_openai):
+    context_create(actor=team, agent_id=helper.pk, name="customer", data={"plan": "gold", "name": "Ada"})
+    other = context_create(actor=team, agent_id=helper.pk, name="other", data={"plan": "free"})
+    run_sync(team, helper)
+    run_sync(team, helper, context_id=other.pk)
+    first, second = (r.body["messages"][0]["content"] for r in fake_openai.requests_to("/v1/chat/completions"))
+    assert first.startswith("You help.\n\n# Context\n")
+    assert '"plan": "gold"' in first
+    assert '"plan": "free"' in second
+
+
+def test_handoff_chain_and_cycle(team, fake_provider, fake_openai):
+    a = agent_create(actor=team, name="Alpha", instructions="Route.")
+    b = agent_create(actor=team, name="Beta", instructions="Answer.", handoff_description="Knows things")
+    handoff_add(actor=team, agent_id=a.pk, target_id=b.pk)
+    handoff_add(actor=team, agent_id=b.pk, target_id=a.pk)
+    fake_openai.script(ToolCall("transfer_to_beta"), ToolCall("transfer_to_alpha"), Reply("Back at Alpha."))
+    run = run_sync(team, a)
+    assert (run.status, run.final_output, run.last_agent_name) == ("succeeded", "Back at Alpha.", "Alpha")
+    requests = fake_openai.requests_to("/v1/chat/completions")
+    assert [r.body["messages"][0]["content"] for r in requests] == ["Route.", "Answer.", "Route."]
+    tools = [t["function"]["name"] for t in requests[1].body["tools"]]
+    assert tools == ["transfer_to_alpha"]
+    assert "Knows things" in json.dumps(requests[0].body["tools"])
+
+
+def test_custom_handoff_tool_name(team, fake_provider, fake_openai):
+    a = agent_create(actor=team, name="Alpha")
+    b = agent_create(actor=team, name="Beta")
+    handoff_add(actor=team, agent_id=a.pk, target_id=b.pk, tool_name="ask_beta", tool_description="Ask Beta.")
+    fake_openai.script(ToolCall("ask_beta"), Reply("Beta here."))
+    assert run_sync(team, a).last_agent_name == "Beta"
+    tool = fake_openai.requests_to("/v1/chat/completions")[0].body["tools"][0]["function"]
+    assert (tool["name"], tool["description"]) == ("ask_beta", "Ask Beta.")
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "temp": {"type": "number"}},
+    "required": ["city", "temp"],
+    "additionalProperties": False,
+}
+
+
+def test_structured_output_that_validates(team, fake_provider, fake_openai):
+    agent = agent_create(actor=team, name="Weather", output_schema=SCHEMA)
+    fake_openai.script(Reply(json.dumps({"city": "Oslo", "temp": -3.5})))
+    run = run_sync(team, agent)
+    assert (run.status, run.final_output) == ("succeeded", {"city": "Oslo", "temp": -3.5})
+    sent = fake_openai.requests_to("/v1/chat/completions")[0].body["response_format"]
+    assert sent["json_schema"]["schema"] == SCHEMA
+
+
+def test_structured_output_that_fails_validation_is_a_clear_error(team, fake_provider, fake_openai):
+    agent = agent_create(actor=team, name="Weather", output_schema=SCHEMA)
+    fake_openai.script(Reply(json.dumps({"city": "Oslo", "temp": "cold"})))
+    before = balance(team)
+    run = run_sync(team, agent)
+    assert (run.status, run.error_code) == ("failed", "output_invalid")
+    assert "does not match the output schema at temp" in run.error
+    assert balance(team) == before  # refunded
+
+
+def test_no_credits_is_refused_before_anything_runs(team, helper, fake_openai):
+    CreditAccount.objects.filter(workspace=team.workspace).update(balance=0)
+    with pytest.raises(InsufficientCreditsError) as info:
+        prepare_run(actor=team, agent_id=helper.pk, message="Hi")
+    assert info.value.status_code == 402
+    assert not AgentRun.objects.exists()
+    assert fake_openai.requests == []
+
+
+def test_a_provider_failure_fails_the_run_and_refunds(team, helper, fake_openai):
+    fake_openai.script(Error(401))
+    before = balance(team)
+    run = run_sync(team, helper)
+    assert (run.status, run.error_code) == ("failed", "provider_auth_failed")
+    assert "sk-fake" not in run.error
+    assert balance(team) == before
+    kinds = sorted(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))
+    assert kinds == ["refund", "reserve"]
+
+
+def test_max_turns_bounds_a_ping_pong(team, fake_provider, fake_openai):
+    a = agent_create(actor=team, name="Alpha", max_turns=3)
+    b = agent_create(actor=team, name="Beta")
+    handoff_add(actor=team, agent_id=a.pk, target_id=b.pk)
+    handoff_add(actor=team, agent_id=b.pk, target_id=a.pk)
+    fake_openai.script(*[ToolCall("transfer_to_beta"), ToolCall("transfer_to_alpha")] * 3)
+    run = run_sync(team, a)
+    assert (run.status, run.error_code) == ("failed", "max_turns_exceeded")
+    assert len(fake_openai.requests_to("/v1/chat/completions")) == 3
+
+
+def test_streaming_event_order(team, fake_provider, fake_openai):
+    a = agent_create(actor=team, name="Alpha")
+    b = agent_create(actor=team, name="Beta")
+    handoff_add(actor=team, agent_id=a.pk, target_id=b.pk)
+    fake_openai.script(ToolCall("transfer_to_beta"), Reply("Streamed from Beta", usage=(10, 3)))
+    events, run_id = collect_stream(team, a)
+    names = [e["event"] for e in events]
+    assert names[0] == "run"
+    assert names[-1] == "done"
+    assert names.index("handoff") < names.index("text")
+    assert "".join(e["data"]["delta"] for e in events if e["event"] == "text") == "Streamed from Beta"
+    assert [e["data"]["name"] for e in events if e["event"] == "agent"] == ["Alpha", "Beta"]
+    done = events[-1]["data"]
+    assert (done["status"], done["output"], done["run_id"]) == ("succeeded", "Streamed from Beta", run_id)
+    assert (done["usage"]["requests"], done["usage"]["output_tokens"]) == (2, 1 + 3)  # handoff call + answer
+
+
+def test_a_stream_error_is_reported_then_done(team, helper, fake_openai):
+    fake_openai.script(Error(500), Error(500), Error(500), Error(500))
+    with override_settings(PROVIDER_MAX_RETRIES=0):
+        events, run_id = collect_stream(team, helper)
+    assert [e["event"] for e in events] == ["run", "agent", "error", "done"]
+    assert events[2]["data"]["code"] == "provider_server_error"
+    assert AgentRun.objects.get(pk=run_id).status == "failed"
+
+
+def test_abandoning_the_stream_cancels_the_run(team, helper, fake_openai):
+    fake_openai.script(Reply("a b c d e f g h i j", chunk_delay=0.05))
+    before = balance(team)
+    _, run_id = collect_stream(team, helper, stop_after="text")
+    run = AgentRun.objects.get(pk=run_id)
+    assert (run.status, run.error_code) == ("cancelled", "cancelled")
+    assert balance(team) == before
+    assert len(fake_openai.requests_to("/v1/chat/completions")) == 1
+
+
+def test_rules(team, viewer, outsider, helper):
+    with pytest.raises(InvalidInputError):
+        prepare_run(actor=team, agent_id=helper.pk, message="   ")
+    with pytest.raises(PermissionDeniedError):
+        prepare_run(actor=viewer, agent_id=helper.pk, message="Hi")
+    with pytest.raises(NotFoundError):
+        prepare_run(actor=outsider, agent_id=helper.pk, message="Hi")
+    other = agent_create(actor=team, name="Other")
+    run = prepare_run(actor=team, agent_id=helper.pk, message="Hi").run
+    with pytest.raises(NotFoundError):
+        prepare_run(actor=team, agent_id=other.pk, message="Hi", conversation_id=run.conversation_id)
+    assert AgentRun.objects.count() == 1
