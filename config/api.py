@@ -160,5 +160,11 @@ def _mount_routers() -> None:
 
     api.add_router("/providers", providers_router)
 
+    from agents_app.api import router as agents_router
+    from agents_app.api import runs_router
+
+    api.add_router("/agents", agents_router)
+    api.add_router("/runs", runs_router)
+
 
 _mount_routers()

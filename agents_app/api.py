@@ -1,0 +1,247 @@
+"""Agents API. No `from __future__ import annotations`: ninja reads annotations at runtime."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, StreamingHttpResponse
+from ninja import Query, Router, Status
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from accounts_app.actor import Actor
+from agents_app import selectors, services
+from agents_app.models import Agent, AgentContext, AgentRun, RunStatus
+from agents_app.runs import execute_run, prepare_run, sse, stream_run
+from agents_app.schemas import (
+    AgentIn,
+    AgentOut,
+    AgentPatch,
+    AgentRunInput,
+    AgentRunResponse,
+    AgentSummaryOut,
+    ContextIn,
+    ContextOut,
+    ContextPatch,
+    HandoffIn,
+    HandoffOut,
+    ModelIn,
+    RunDetailOut,
+    RunErrorOut,
+    RunFilter,
+    RunOut,
+)
+
+router = Router(tags=["agents"])
+runs_router = Router(tags=["runs"])
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return request.auth  # type: ignore[attr-defined]
+
+
+def agent_out(agent: Agent) -> dict[str, Any]:
+    handoffs = list(agent.handoffs.select_related("target").all())
+    return {
+        **{
+            f: getattr(agent, f)
+            for f in (
+                "id",
+                "name",
+                "instructions",
+                "provider_id",
+                "model_name",
+                "model_settings",
+                "handoff_description",
+                "output_schema",
+                "tools",
+                "guardrails",
+                "metadata",
+                "max_turns",
+                "version",
+                "created_at",
+                "updated_at",
+            )
+        },
+        "handoffs": [
+            {
+                "target_id": h.target_id,
+                "target_name": h.target.name,
+                "tool_name": h.tool_name,
+                "tool_description": h.tool_description,
+            }
+            for h in handoffs
+        ],
+        "contexts": list(agent.contexts.all()),
+    }
+
+
+def _fresh(request: HttpRequest, agent_id: int) -> dict[str, Any]:
+    return agent_out(selectors.agent_get(actor=_actor(request), agent_id=agent_id))
+
+
+@router.get("", response=list[AgentSummaryOut], summary="The workspace's agents")
+@paginate(LimitOffsetPagination)
+def agent_list(request: HttpRequest, search: str = ""):  # type: ignore[no-untyped-def]
+    return selectors.agent_list(actor=_actor(request), search=search[:100])
+
+
+@router.post("", response={201: AgentOut}, summary="Create an agent")
+def agent_create(request: HttpRequest, payload: AgentIn) -> Status:
+    data = payload.dict()
+    agent = services.agent_create(actor=_actor(request), **data)
+    return Status(201, _fresh(request, agent.pk))
+
+
+@router.get("/{agent_id}", response=AgentOut)
+def agent_get(request: HttpRequest, agent_id: int) -> dict[str, Any]:
+    return _fresh(request, agent_id)
+
+
+@router.patch("/{agent_id}", response=AgentOut, summary="Change some fields")
+def agent_update(request: HttpRequest, agent_id: int, payload: AgentPatch) -> dict[str, Any]:
+    services.agent_update(actor=_actor(request), agent_id=agent_id, changes=payload.dict(exclude_unset=True))
+    return _fresh(request, agent_id)
+
+
+@router.delete("/{agent_id}", response={204: None})
+def agent_delete(request: HttpRequest, agent_id: int) -> Status:
+    services.agent_delete(actor=_actor(request), agent_id=agent_id)
+    return Status(204, None)
+
+
+@router.post("/{agent_id}/model", response=AgentOut, summary="Set the provider, model and model settings")
+def agent_model(request: HttpRequest, agent_id: int, payload: ModelIn) -> dict[str, Any]:
+    services.agent_set_model(
+        actor=_actor(request),
+        agent_id=agent_id,
+        provider_id=payload.provider_id,
+        model_name=payload.model_name,
+        model_settings=payload.model_settings,
+    )
+    return _fresh(request, agent_id)
+
+
+@router.post("/{agent_id}/handoffs", response={201: HandoffOut}, summary="Let this agent hand off to another")
+def handoff_add(request: HttpRequest, agent_id: int, payload: HandoffIn) -> Status:
+    handoff = services.handoff_add(
+        actor=_actor(request),
+        agent_id=agent_id,
+        target_id=payload.target_id,
+        tool_name=payload.tool_name,
+        tool_description=payload.tool_description,
+    )
+    return Status(
+        201,
+        {
+            "target_id": handoff.target_id,
+            "target_name": handoff.target.name,
+            "tool_name": handoff.tool_name,
+            "tool_description": handoff.tool_description,
+        },
+    )
+
+
+@router.delete("/{agent_id}/handoffs/{target_id}", response={204: None})
+def handoff_remove(request: HttpRequest, agent_id: int, target_id: int) -> Status:
+    services.handoff_remove(actor=_actor(request), agent_id=agent_id, target_id=target_id)
+    return Status(204, None)
+
+
+@router.get("/{agent_id}/contexts", response=list[ContextOut])
+def context_list(request: HttpRequest, agent_id: int) -> list[AgentContext]:
+    return list(selectors.agent_get(actor=_actor(request), agent_id=agent_id).contexts.all())
+
+
+@router.post("/{agent_id}/contexts", response={201: ContextOut})
+def context_create(request: HttpRequest, agent_id: int, payload: ContextIn) -> Status:
+    return Status(201, services.context_create(actor=_actor(request), agent_id=agent_id, **payload.dict()))
+
+
+@router.get("/{agent_id}/contexts/{context_id}", response=ContextOut)
+def context_get(request: HttpRequest, agent_id: int, context_id: int) -> AgentContext:
+    agent = selectors.agent_get(actor=_actor(request), agent_id=agent_id)
+    return selectors.context_get(agent=agent, context_id=context_id)
+
+
+@router.patch("/{agent_id}/contexts/{context_id}", response=ContextOut)
+def context_update(request: HttpRequest, agent_id: int, context_id: int, payload: ContextPatch) -> AgentContext:
+    return services.context_update(
+        actor=_actor(request), agent_id=agent_id, context_id=context_id, changes=payload.dict(exclude_unset=True)
+    )
+
+
+@router.delete("/{agent_id}/contexts/{context_id}", response={204: None})
+def context_delete(request: HttpRequest, agent_id: int, context_id: int) -> Status:
+    services.context_delete(actor=_actor(request), agent_id=agent_id, context_id=context_id)
+    return Status(204, None)
+
+
+def run_response(run: AgentRun) -> dict[str, Any]:
+    return {
+        "run_id": run.pk,
+        "status": run.status,
+        "output": run.final_output,
+        "messages": run.new_items,
+        "usage": run.usage or {},
+        "cost": run.cost,
+        "trace_id": run.trace_id,
+        "conversation_id": run.conversation_id,
+        "last_agent": run.last_agent_name,
+    }
+
+
+async def _sse_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield sse(event)
+
+
+@router.post(
+    "/{agent_id}/run",
+    response={200: AgentRunResponse, 502: RunErrorOut},
+    summary="Run the agent on a message",
+    description=(
+        "With `stream: true` the answer is `text/event-stream`: `run`, then `agent`, `text` (deltas), "
+        "`tool_call`, `tool_output`, `handoff` as they happen, `error` if it fails, and finally `done` with "
+        "the output, usage and cost. Closing the connection cancels the run and refunds its credits. "
+        "402 when the workspace's credits cannot cover the run."
+    ),
+)
+async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput) -> Any:
+    actor = _actor(request)
+    prepared = await sync_to_async(prepare_run)(
+        actor=actor,
+        agent_id=agent_id,
+        message=payload.message,
+        context_id=payload.context_id,
+        conversation_id=payload.conversation_id,
+        provider_id=payload.provider_id,
+        metadata=payload.metadata,
+        mode="stream" if payload.stream else "sync",
+    )
+    if payload.stream:
+        response = StreamingHttpResponse(_sse_body(stream_run(prepared)), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
+        return response
+    run = await execute_run(prepared)
+    if run.status != RunStatus.SUCCEEDED:
+        return Status(502, {"detail": run.error, "code": run.error_code, "run_id": run.pk})
+    return run_response(run)
+
+
+@router.get("/{agent_id}/runs", response=list[RunOut], summary="Runs of this agent, newest first")
+@paginate(LimitOffsetPagination)
+def agent_runs(request: HttpRequest, agent_id: int, filters: Query[RunFilter]):  # type: ignore[no-untyped-def]
+    agent = selectors.agent_get(actor=_actor(request), agent_id=agent_id)
+    return selectors.run_list(actor=_actor(request), agent_id=agent.pk, status=filters.status)
+
+
+@runs_router.get("", response=list[RunOut], summary="All runs of the workspace, newest first")
+@paginate(LimitOffsetPagination)
+def run_list(request: HttpRequest, filters: Query[RunFilter]):  # type: ignore[no-untyped-def]
+    return selectors.run_list(actor=_actor(request), status=filters.status)
+
+
+@runs_router.get("/{run_id}", response=RunDetailOut)
+def run_get(request: HttpRequest, run_id: int) -> AgentRun:
+    return selectors.run_get(actor=_actor(request), run_id=run_id)

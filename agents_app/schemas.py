@@ -1,0 +1,172 @@
+"""Request and response schemas of the agents API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ninja import Field, Schema
+
+
+class AgentIn(Schema):
+    name: str = Field(min_length=1, max_length=100)
+    instructions: str = Field("", max_length=100_000)
+    provider_id: int | None = Field(None, description="None: the workspace's default provider")
+    model_name: str = Field("", max_length=200, description="Empty: the provider's default model")
+    model_settings: dict[str, Any] = Field(default_factory=dict, description="temperature, top_p, max_tokens, extra")
+    handoff_description: str = Field("", max_length=1000)
+    output_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a structured answer")
+    tools: list[dict[str, Any]] = Field(default_factory=list, description="Stored; executed in a later release")
+    guardrails: list[dict[str, Any]] = Field(default_factory=list, description="Stored; executed in a later release")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    max_turns: int = Field(10, ge=1, le=100)
+
+
+class AgentPatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    instructions: str | None = Field(None, max_length=100_000)
+    provider_id: int | None = None
+    model_name: str | None = Field(None, max_length=200)
+    model_settings: dict[str, Any] | None = None
+    handoff_description: str | None = Field(None, max_length=1000)
+    output_schema: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    guardrails: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+    max_turns: int | None = Field(None, ge=1, le=100)
+
+
+class HandoffIn(Schema):
+    target_id: int
+    tool_name: str = Field("", max_length=64)
+    tool_description: str = Field("", max_length=1000)
+
+
+class HandoffOut(Schema):
+    target_id: int
+    target_name: str
+    tool_name: str
+    tool_description: str
+
+
+class ModelIn(Schema):
+    provider_id: int | None = None
+    model_name: str = Field("", max_length=200)
+    model_settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ContextIn(Schema):
+    name: str = Field(min_length=1, max_length=100)
+    data: dict[str, Any] = Field(default_factory=dict)
+    is_default: bool | None = None
+
+
+class ContextPatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    data: dict[str, Any] | None = None
+    is_default: bool | None = None
+
+
+class ContextOut(Schema):
+    id: int
+    name: str
+    data: dict[str, Any]
+    is_default: bool
+
+
+class AgentOut(Schema):
+    id: int
+    name: str
+    instructions: str
+    provider_id: int | None
+    model_name: str
+    model_settings: dict[str, Any]
+    handoff_description: str
+    output_schema: dict[str, Any] | None
+    tools: list[dict[str, Any]]
+    guardrails: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    max_turns: int
+    version: int
+    handoffs: list[HandoffOut]
+    contexts: list[ContextOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentSummaryOut(Schema):
+    id: int
+    name: str
+    provider_id: int | None
+    model_name: str
+    handoff_description: str
+    version: int
+    updated_at: datetime
+
+
+class AgentRunInput(Schema):
+    message: str = Field(min_length=1, max_length=100_000)
+    context_id: int | None = None
+    conversation_id: int | None = Field(None, description="Continue a conversation; omitted: a new one")
+    stream: bool = Field(False, description="Answer with Server-Sent Events")
+    provider_id: int | None = Field(None, description="Run the first agent on another provider")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Usage(Schema):
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class AgentRunResponse(Schema):
+    run_id: int
+    status: str
+    output: Any
+    messages: list[dict[str, Any]]
+    usage: Usage
+    cost: Decimal
+    trace_id: str
+    conversation_id: int | None
+    last_agent: str
+
+
+class RunErrorOut(Schema):
+    detail: str
+    code: str
+    run_id: int
+
+
+class RunOut(Schema):
+    id: int
+    agent_id: int | None
+    agent_name: str
+    conversation_id: int | None
+    status: str
+    mode: str
+    final_output: Any
+    last_agent_name: str
+    error: str
+    error_code: str
+    usage: dict[str, Any]
+    cost: Decimal
+    provider_id: int | None
+    provider_type: str
+    model_name: str
+    trace_id: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class RunDetailOut(RunOut):
+    input: Any
+    new_items: list[dict[str, Any]]
+    metadata: dict[str, Any]
+
+
+class RunFilter(Schema):
+    status: str | None = Field(None, pattern="^(queued|running|succeeded|failed|cancelled)$")

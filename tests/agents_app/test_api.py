@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from django.test import AsyncClient
+
+from accounts_app.models import CreditAccount
+from accounts_app.services import api_token_create
+from agents_app.models import Agent, AgentContext, AgentHandoff, AgentRun
+from agents_app.services import agent_create, context_create, handoff_add
+from tests.accounts_app.test_api import assert_error, post
+from tests.fakes import Reply, ToolCall
+
+
+def test_create_get_patch_delete(team, api_client, fake_provider):
+    client = api_client(team)
+    created = post(
+        client,
+        "/api/v1/agents",
+        {
+            "name": "Support",
+            "instructions": "Be kind.",
+            "provider_id": fake_provider.pk,
+            "model_name": "fake-model",
+            "model_settings": {"temperature": 0.3},
+            "output_schema": {"type": "object", "properties": {}},
+            "tools": [{"type": "function", "name": "lookup"}],
+            "metadata": {"team": "cx"},
+        },
+    )
+    assert created.status_code == 201, created.content
+    agent = created.json()
+    assert (agent["name"], agent["provider_id"], agent["version"], agent["tools"][0]["name"]) == (
+        "Support",
+        fake_provider.pk,
+        1,
+        "lookup",
+    )
+    patched = post(client, f"/api/v1/agents/{agent['id']}", {"instructions": "Be brief."}, method="patch").json()
+    assert (patched["instructions"], patched["version"], patched["name"]) == ("Be brief.", 2, "Support")
+    listed = client.get("/api/v1/agents?search=supp").json()
+    assert [a["name"] for a in listed["items"]] == ["Support"]
+    assert post(client, f"/api/v1/agents/{agent['id']}", method="delete").status_code == 204
+    assert not Agent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({}, "name"),
+        ({"name": "x", "max_turns": 0}, "max_turns"),
+        ({"name": "x", "model_settings": {"temperature": 9}}, "model_settings"),
+        ({"name": "x", "output_schema": {"type": "array"}}, "output_schema"),
+        ({"name": "x", "output_schema": {"type": "object", "properties": 5}}, "output_schema"),
+        ({"name": "x", "provider_id": 999999}, "provider_id"),
+        ({"name": "x", "tools": ["not an object"]}, "tools"),
+    ],
+)
+def test_bad_agent_input_is_422(team, api_client, body, field):
+    payload = assert_error(post(api_client(team), "/api/v1/agents", body), 422, "validation_error")
+    assert any(e["field"] == field or e["field"].startswith(field + ".") for e in payload["errors"])
+    assert not Agent.objects.exists()
+
+
+def test_handoffs_contexts_and_model(team, api_client, fake_provider):
+    client = api_client(team)
+    a = agent_create(actor=team, name="A")
+    b = agent_create(actor=team, name="B")
+    added = post(client, f"/api/v1/agents/{a.pk}/handoffs", {"target_id": b.pk, "tool_name": "to_b"})
+    assert added.status_code == 201
+    assert added.json()["target_name"] == "B"
+    assert_error(post(client, f"/api/v1/agents/{a.pk}/handoffs", {"target_id": b.pk}), 409, "handoff_exists")
+    assert_error(post(client, f"/api/v1/agents/{a.pk}/handoffs", {"target_id": a.pk}), 422, "validation_error")
+    assert_error(
+        post(client, f"/api/v1/agents/{a.pk}/handoffs", {"target_id": b.pk, "tool_name": "bad name!"}),
+        422,
+        "validation_error",
+    )
+    assert client.get(f"/api/v1/agents/{a.pk}").json()["handoffs"][0]["tool_name"] == "to_b"
+    assert post(client, f"/api/v1/agents/{a.pk}/handoffs/{b.pk}", method="delete").status_code == 204
+    assert_error(post(client, f"/api/v1/agents/{a.pk}/handoffs/{b.pk}", method="delete"), 404, "not_found")
+
+    ctx = post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "vip", "data": {"tier": 1}}).json()
+    assert ctx["is_default"] is True
+    second = post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "std", "data": {}, "is_default": True}).json()
+    assert [c["is_default"] for c in client.get(f"/api/v1/agents/{a.pk}/contexts").json()] == [True, False]
+    assert client.get(f"/api/v1/agents/{a.pk}/contexts/{second['id']}").json()["name"] == "std"
+    post(client, f"/api/v1/agents/{a.pk}/contexts/{ctx['id']}", {"data": {"tier": 2}}, method="patch")
+    assert AgentContext.objects.get(pk=ctx["id"]).data == {"tier": 2}
+    assert_error(post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "vip", "data": {}}), 422, "validation_error")
+    assert post(client, f"/api/v1/agents/{a.pk}/contexts/{ctx['id']}", method="delete").status_code == 204
+
+    model = post(
+        client,
+        f"/api/v1/agents/{a.pk}/model",
+        {"provider_id": fake_provider.pk, "model_name": "x", "model_settings": {"max_tokens": 10}},
+    ).json()
+    assert (model["provider_id"], model["model_name"], model["model_settings"]) == (
+        fake_provider.pk,
+        "x",
+        {"max_tokens": 10},
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_returns_output_messages_usage_and_ids(team, api_client, helper, fake_openai):
+    fake_openai.script(ToolCall("transfer_to_beta"), Reply("Beta answers.", usage=(20, 5)))
+    beta = agent_create(actor=team, name="Beta")
+    handoff_add(actor=team, agent_id=helper.pk, target_id=beta.pk)
+    response = post(api_client(team), f"/api/v1/agents/{helper.pk}/run", {"message": "Hi", "metadata": {"k": 1}})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["status"], body["output"], body["last_agent"]) == ("succeeded", "Beta answers.", "Beta")
+    assert body["usage"]["requests"] == 2
+    assert body["trace_id"].startswith("trace_")
+    assert len(body["messages"]) >= 3
+    run = AgentRun.objects.get(pk=body["run_id"])
+    assert (run.metadata, run.mode) == ({"k": 1}, "sync")
+    detail = api_client(team).get(f"/api/v1/runs/{run.pk}").json()
+    assert detail["new_items"] == body["messages"]
+    assert api_client(team).get(f"/api/v1/agents/{helper.pk}/runs").json()["count"] == 1
+    assert api_client(team).get("/api/v1/runs?status=failed").json()["count"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_failure_is_502_with_the_reason_and_the_run_id(team, api_client, helper, fake_openai):
+    from tests.fakes import Error
+
+    fake_openai.script(Error(401))
+    response = post(api_client(team), f"/api/v1/agents/{helper.pk}/run", {"message": "Hi"})
+    body = assert_error(response, 502, "provider_auth_failed")
+    assert AgentRun.objects.get(pk=body["run_id"]).status == "failed"
+
+
+def test_run_without_credits_is_402(team, api_client, helper, fake_openai):
+    CreditAccount.objects.filter(workspace=team.workspace).update(balance=0)
+    body = assert_error(
+        post(api_client(team), f"/api/v1/agents/{helper.pk}/run", {"message": "Hi"}), 402, "insufficient_credits"
+    )
+    assert "credits" in body["detail"]
+    assert fake_openai.requests == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "message"),
+        ({"message": ""}, "message"),
+        ({"message": "x", "stream": "maybe"}, "stream"),
+        ({"message": "x", "context_id": "abc"}, "context_id"),
+    ],
+)
+def test_run_bad_input_is_422(team, api_client, helper, body, field):
+    payload = assert_error(post(api_client(team), f"/api/v1/agents/{helper.pk}/run", body), 422, "validation_error")
+    assert field in {e["field"] for e in payload["errors"]}
+
+
+async def _read_sse(response) -> list[tuple[str, dict]]:
+    raw = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    events = []
+    for block in raw.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_streams_server_sent_events(team, helper, fake_openai):
+    fake_openai.script(Reply("Streaming over SSE", usage=(5, 3)))
+    token = api_token_create(actor=team, name="stream").raw
+
+    async def go():
+        # Per-request headers: AsyncClient's constructor headers do not reach POST requests.
+        response = await AsyncClient().post(
+            f"/api/v1/agents/{helper.pk}/run",
+            data={"message": "Hi", "stream": True},
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response["Content-Type"] == "text/event-stream"
+        return await _read_sse(response)
+
+    events = asyncio.run(go())
+    names = [name for name, _ in events]
+    assert names[0] == "run"
+    assert names[-1] == "done"
+    assert "".join(d["delta"] for n, d in events if n == "text") == "Streaming over SSE"
+    done = events[-1][1]
+    assert (done["status"], done["output"], done["usage"]["output_tokens"]) == ("succeeded", "Streaming over SSE", 3)
+
+
+@pytest.fixture
+def team_agent(team, helper):
+    other = agent_create(actor=team, name="Other")
+    handoff_add(actor=team, agent_id=helper.pk, target_id=other.pk)
+    context = context_create(actor=team, agent_id=helper.pk, name="c", data={})
+    return {"id": helper.pk, "target": other.pk, "ctx": context.pk}
+
+
+CALLS = [
+    ("get", "/api/v1/agents/{id}", None),
+    ("patch", "/api/v1/agents/{id}", {"name": "pwned"}),
+    ("delete", "/api/v1/agents/{id}", None),
+    ("post", "/api/v1/agents/{id}/model", {"model_name": "x"}),
+    ("post", "/api/v1/agents/{id}/handoffs", {"target_id": 1}),
+    ("delete", "/api/v1/agents/{id}/handoffs/{target}", None),
+    ("get", "/api/v1/agents/{id}/contexts", None),
+    ("post", "/api/v1/agents/{id}/contexts", {"name": "n", "data": {}}),
+    ("get", "/api/v1/agents/{id}/contexts/{ctx}", None),
+    ("patch", "/api/v1/agents/{id}/contexts/{ctx}", {"name": "n"}),
+    ("delete", "/api/v1/agents/{id}/contexts/{ctx}", None),
+    ("post", "/api/v1/agents/{id}/run", {"message": "hi"}),
+    ("get", "/api/v1/agents/{id}/runs", None),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("method", "path", "body"), CALLS)
+def test_outsider_gets_404(team_agent, outsider, api_client, fake_openai, method, path, body):
+    response = post(api_client(outsider), path.format(**team_agent), body, method=method)
+    assert_error(response, 404, "not_found")
+    assert Agent.objects.get(pk=team_agent["id"]).name == "Helper"
+    assert AgentHandoff.objects.count() == 1
+    assert AgentContext.objects.count() == 1
+    assert not AgentRun.objects.exists()
+    assert fake_openai.requests == []
+    assert api_client(outsider).get("/api/v1/agents").json()["count"] == 0
+
+
+def test_outsider_cannot_read_runs(team, helper, outsider, api_client):
+    from agents_app.runs import prepare_run
+
+    run = prepare_run(actor=team, agent_id=helper.pk, message="Hi").run
+    assert_error(api_client(outsider).get(f"/api/v1/runs/{run.pk}"), 404, "not_found")
+    assert api_client(outsider).get("/api/v1/runs").json()["count"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("method", "path", "body"), [c for c in CALLS if c[0] != "get"])
+def test_viewer_gets_403_on_writes_and_runs(team_agent, viewer, api_client, fake_openai, method, path, body):
+    client = api_client(viewer)
+    assert client.get(f"/api/v1/agents/{team_agent['id']}").status_code == 200
+    response = post(client, path.format(**team_agent), body, method=method)
+    assert_error(response, 403, "permission_denied")
+    assert Agent.objects.get(pk=team_agent["id"]).name == "Helper"
+    assert not AgentRun.objects.exists()
+
+
+def test_unknown_ids_are_404_not_500(team, api_client):
+    assert_error(api_client(team).get("/api/v1/agents/999999"), 404, "not_found")
+    assert_error(api_client(team).get("/api/v1/runs/999999"), 404, "not_found")
+
+
+def test_list_queries_do_not_grow(team, api_client, fake_provider, django_assert_max_num_queries):
+    for i in range(12):
+        agent_create(actor=team, name=f"agent {i}")
+    client = api_client(team)
+    with django_assert_max_num_queries(6):
+        assert client.get("/api/v1/agents").json()["count"] == 12
