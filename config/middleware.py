@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django_htmx.http import reswap, retarget
 
@@ -35,3 +35,33 @@ class ApplicationErrorMiddleware:
             )
             return reswap(retarget(response, "#messages"), "innerHTML")
         return render(request, "error.html", context, status=exception.status_code)
+
+
+class ApiErrorShapeMiddleware:
+    """Give the API's routing errors (unknown path 404, wrong method 405) the API's JSON error format.
+
+    Errors raised inside endpoints already have it (config/api.py); these two are answered by Django's
+    URL resolver and ninja's method dispatch before any endpoint runs.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code in (404, 405)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            if response.status_code == 405:
+                allowed = response.get("Allow", "")
+                body = {
+                    "detail": f"Method {request.method} is not allowed here; use {allowed}.",
+                    "code": "method_not_allowed",
+                }
+                json_response = JsonResponse(body, status=405)
+                json_response["Allow"] = allowed
+                return json_response
+            return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+        return response

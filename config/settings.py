@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "accounts_app.middleware.CurrentWorkspaceMiddleware",
     "config.middleware.ApplicationErrorMiddleware",
+    "config.middleware.ApiErrorShapeMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

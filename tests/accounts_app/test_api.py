@@ -103,7 +103,13 @@ def test_wrong_types_in_path_and_query_are_422(team, api_client):
 
 
 def test_unknown_route_is_404_json(team, api_client):
-    assert api_client(team).get("/api/v1/nothing-here").status_code == 404
+    assert_error(api_client(team).get("/api/v1/nothing-here"), 404, "not_found")
+
+
+def test_wrong_method_is_405_json(team, api_client):
+    response = post(api_client(team), "/api/v1/me", {}, method="put")
+    assert_error(response, 405, "method_not_allowed")
+    assert "GET" in response["Allow"]
 
 
 # --- workspaces, members, invitations -------------------------------------------------------------
