@@ -10,6 +10,7 @@ from ninja.pagination import LimitOffsetPagination, paginate
 
 from accounts_app.actor import Actor
 from agents_app import selectors, services
+from agents_app.exceptions import InvalidInputError
 from agents_app.models import Agent, AgentContext, AgentRun, RunStatus
 from agents_app.runs import execute_run, prepare_run, sse, stream_run
 from agents_app.schemas import (
@@ -29,6 +30,7 @@ from agents_app.schemas import (
     RunErrorOut,
     RunFilter,
     RunOut,
+    RunQueuedOut,
 )
 
 router = Router(tags=["agents"])
@@ -197,17 +199,23 @@ async def _sse_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byte
 
 @router.post(
     "/{agent_id}/run",
-    response={200: AgentRunResponse, 502: RunErrorOut},
+    response={200: AgentRunResponse, 202: RunQueuedOut, 502: RunErrorOut},
     summary="Run the agent on a message",
     description=(
         "With `stream: true` the answer is `text/event-stream`: `run`, then `agent`, `text` (deltas), "
         "`tool_call`, `tool_output`, `handoff` as they happen, `error` if it fails, and finally `done` with "
         "the output, usage and cost. Closing the connection cancels the run and refunds its credits. "
+        "With `background: true` the answer is 202 with the run id; poll `GET /api/v1/runs/{run_id}`. "
         "402 when the workspace's credits cannot cover the run."
     ),
 )
 async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput) -> Any:
     actor = _actor(request)
+    if payload.stream and payload.background:
+        raise InvalidInputError(
+            "Choose stream or background, not both.", fields={"background": "Cannot be combined with stream."}
+        )
+    mode = "background" if payload.background else "stream" if payload.stream else "sync"
     prepared = await sync_to_async(prepare_run)(
         actor=actor,
         agent_id=agent_id,
@@ -216,8 +224,19 @@ async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput)
         conversation_id=payload.conversation_id,
         provider_id=payload.provider_id,
         metadata=payload.metadata,
-        mode="stream" if payload.stream else "sync",
+        mode=mode,
     )
+    if payload.background:
+        queued = prepared.run
+        return Status(
+            202,
+            {
+                "run_id": queued.pk,
+                "status": queued.status,
+                "conversation_id": queued.conversation_id,
+                "trace_id": queued.trace_id,
+            },
+        )
     if payload.stream:
         response = StreamingHttpResponse(_sse_body(stream_run(prepared)), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"

@@ -145,6 +145,8 @@ class AgentRun(models.Model):
     mode = models.CharField(max_length=10, default="sync")  # sync, stream, background
     input = models.JSONField()
     context_name = models.CharField(max_length=100, blank=True)
+    # The context as it was when the run started (contexts may change later).
+    context_data = models.JSONField(default=dict, blank=True)
     final_output = models.JSONField(null=True, blank=True)
     new_items = models.JSONField(default=list, blank=True)
     last_agent_name = models.CharField(max_length=100, blank=True)

@@ -37,7 +37,7 @@ from config.errors import ApplicationError
 from providers_app.failures import describe_failure
 from providers_app.models import Provider, model_prices
 from providers_app.runtime import ResolvedModel, build_model
-from providers_app.selectors import provider_for_run, provider_get
+from providers_app.selectors import local_provider, provider_for_run, provider_get
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 100_000
@@ -147,10 +147,11 @@ def prepare_run(
         agent=agent,
         agent_name=agent.name,
         conversation=conversation,
-        status=RunStatus.RUNNING,
+        status=RunStatus.QUEUED if mode == "background" else RunStatus.RUNNING,
         mode=mode,
         input=message,
         context_name=context.name if context else "",
+        context_data=dict(context.data) if context else {},
         reservation=reservation,
         provider=root_provider if root_provider.pk else None,
         provider_type=root_provider.type,
@@ -161,6 +162,10 @@ def prepare_run(
         started_at=timezone.now(),
     )
     graph = load_graph(root=agent)
+    if mode == "background":
+        from agents_app.tasks import agent_run_execute as agent_run_execute_task
+
+        agent_run_execute_task.delay_on_commit(run_id=run.pk)  # type: ignore[attr-defined]  # celery-types lacks it (Celery >= 5.4)
     return PreparedRun(
         run=run,
         graph=graph,
@@ -177,6 +182,63 @@ def prepare_run(
         root_model=root_model,
         max_turns=agent.max_turns,
     )
+
+
+def load_prepared(run: AgentRun) -> PreparedRun:
+    """Rebuild what a queued run needs from its row (for the background worker).
+
+    Raises NotFoundError when the agent was deleted meanwhile.
+    """
+    agent = (
+        Agent.objects.filter(pk=run.agent_id).select_related("provider", "workspace").first() if run.agent_id else None
+    )
+    if agent is None:
+        raise NotFoundError("The agent was deleted before its run could start.")
+    default_provider = provider_for_run(workspace=agent.workspace)
+    if run.provider_id:
+        root_provider = Provider.objects.get(pk=run.provider_id)
+    elif run.provider_type == "local":
+        root_provider = local_provider(workspace=agent.workspace)
+    else:
+        root_provider = agent.provider or default_provider
+    return PreparedRun(
+        run=run,
+        graph=load_graph(root=agent),
+        message=run.input,
+        context=RunContext(
+            workspace_id=run.workspace_id, run_id=run.pk, context=run.context_data, metadata=run.metadata
+        ),
+        conversation_id=run.conversation_id or 0,
+        root_provider=root_provider,
+        default_provider=default_provider,
+        root_model=run.model_name,
+        max_turns=agent.max_turns,
+    )
+
+
+@transaction.atomic
+def fail_unstarted_run(*, run_id: int, error: ApplicationError) -> AgentRun:
+    """End a run that could not start (its agent is gone): failed, with the reason, credits refunded."""
+    run = AgentRun.objects.select_for_update().get(pk=run_id)
+    if run.is_terminal:
+        return run
+    run.status, run.error, run.error_code = RunStatus.FAILED, error.message, error.code
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "error_code", "finished_at"])
+    reservation = (
+        CreditReservation.objects.filter(pk=run.reservation_id, status="open").first() if run.reservation_id else None
+    )
+    if reservation is not None:
+        credits_refund(reservation=reservation, reason=f"Run {run.pk} failed before starting")
+    return run
+
+
+def claim_queued_run(run_id: int) -> AgentRun | None:
+    """Move a queued run to running; return it, or None when another worker got it (or it is not queued)."""
+    claimed = AgentRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=timezone.now()
+    )
+    return AgentRun.objects.get(pk=run_id) if claimed == 1 else None
 
 
 def _resolver(prepared: PreparedRun) -> Any:

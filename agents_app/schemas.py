@@ -110,6 +110,7 @@ class AgentRunInput(Schema):
     context_id: int | None = None
     conversation_id: int | None = Field(None, description="Continue a conversation; omitted: a new one")
     stream: bool = Field(False, description="Answer with Server-Sent Events")
+    background: bool = Field(False, description="Answer 202 at once; a worker runs it; poll GET /runs/{run_id}")
     provider_id: int | None = Field(None, description="Run the first agent on another provider")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -131,6 +132,13 @@ class AgentRunResponse(Schema):
     trace_id: str
     conversation_id: int | None
     last_agent: str
+
+
+class RunQueuedOut(Schema):
+    run_id: int
+    status: str
+    conversation_id: int | None
+    trace_id: str
 
 
 class RunErrorOut(Schema):
