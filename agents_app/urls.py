@@ -1,23 +1,19 @@
 from django.urls import path
 
-from config.sections import section_index
+from agents_app import views
 
 app_name = "agents"
 
 urlpatterns = [
-    path(
-        "",
-        section_index(
-            title="Agents",
-            lead="Agents answer with your instructions, tools, guardrails and handoffs, on any of your providers.",
-            icon="◎",
-            empty_title="No agents yet",
-            empty_text=(
-                "An agent is a model with instructions, tools and the agents it can hand off to. Once you "
-                "create one, you can chat with it and watch every run."
-            ),
-            empty_hint="Agents run on the bundled local model until you add a provider.",
-        ),
-        name="index",
-    ),
+    path("", views.agent_list, name="index"),
+    path("new/", views.agent_new, name="new"),
+    path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("<int:agent_id>/", views.agent_detail, name="detail"),
+    path("<int:agent_id>/edit/", views.agent_edit, name="edit"),
+    path("<int:agent_id>/delete/", views.agent_delete, name="delete"),
+    path("<int:agent_id>/chat/", views.agent_chat, name="chat"),
+    path("<int:agent_id>/handoffs/", views.handoff_add, name="handoff_add"),
+    path("<int:agent_id>/handoffs/<int:target_id>/remove/", views.handoff_remove, name="handoff_remove"),
+    path("<int:agent_id>/contexts/", views.context_add, name="context_add"),
+    path("<int:agent_id>/contexts/<int:context_id>/delete/", views.context_delete, name="context_delete"),
 ]

@@ -8,4 +8,4 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Serve static files straight from the app folders: a fresh clone has no collectstatic output.
-WHITENOISE_AUTOREFRESH = True
+SERVESTATIC_AUTOREFRESH = True

@@ -1,0 +1,116 @@
+"""Agent builder forms. They parse text inputs into the services' terms."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from django import forms
+
+from providers_app.models import Provider
+
+
+class AgentForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    instructions = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 12, "class": "editor"}),
+        help_text="What the agent does and how. The selected context is appended as JSON.",
+    )
+    provider_id = forms.TypedChoiceField(label="Provider", required=False, coerce=int, empty_value=None)
+    model_name = forms.CharField(
+        label="Model",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"list": "model-options"}),
+        help_text="Empty: the provider's default model.",
+    )
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2)
+    top_p = forms.FloatField(required=False, min_value=0, max_value=1)
+    max_tokens = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
+    max_turns = forms.IntegerField(
+        initial=10, min_value=1, max_value=100, help_text="Model calls a run may take (handoffs and tool calls count)."
+    )
+    handoff_description = forms.CharField(
+        required=False, max_length=1000, help_text="Shown to agents that can hand off to this one."
+    )
+    output_schema = forms.CharField(
+        label="Output schema (JSON Schema)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "class": "mono", "spellcheck": "false"}),
+        help_text='Empty for plain text answers. Otherwise an object schema, e.g. {"type": "object", ...}.',
+    )
+
+    def __init__(self, *args: Any, providers: list[Provider], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        provider_field = cast(forms.ChoiceField, self.fields["provider_id"])
+        provider_field.choices = [("", "Workspace default"), *((p.pk, p.name) for p in providers)]
+
+    def clean_output_schema(self) -> dict[str, Any] | None:
+        raw = (self.cleaned_data.get("output_schema") or "").strip()
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from None
+        return value
+
+    def service_values(self) -> dict[str, Any]:
+        """Return the cleaned data as agent service fields."""
+        data = self.cleaned_data
+        settings = {k: data[k] for k in ("temperature", "top_p", "max_tokens") if data.get(k) is not None}
+        return {
+            "name": data["name"],
+            "instructions": data.get("instructions") or "",
+            "provider_id": data.get("provider_id"),
+            "model_name": data.get("model_name") or "",
+            "model_settings": settings,
+            "max_turns": data["max_turns"],
+            "handoff_description": data.get("handoff_description") or "",
+            "output_schema": data.get("output_schema"),
+        }
+
+    @staticmethod
+    def initial_for(agent: Any) -> dict[str, Any]:
+        settings = agent.model_settings or {}
+        return {
+            "name": agent.name,
+            "instructions": agent.instructions,
+            "provider_id": agent.provider_id,
+            "model_name": agent.model_name,
+            "max_turns": agent.max_turns,
+            "handoff_description": agent.handoff_description,
+            "output_schema": json.dumps(agent.output_schema, indent=2) if agent.output_schema else "",
+            **{k: settings.get(k) for k in ("temperature", "top_p", "max_tokens")},
+        }
+
+
+class HandoffForm(forms.Form):
+    target_id = forms.TypedChoiceField(label="Hand off to", coerce=int)
+    tool_name = forms.CharField(required=False, max_length=64, help_text="Optional tool name override.")
+
+    def __init__(self, *args: Any, targets: list[Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["target_id"]).choices = [(a.pk, a.name) for a in targets]
+
+
+class ContextForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    # Not called "data": that is the bound form data of every Django form.
+    json_data = forms.CharField(
+        label="Data",
+        widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
+        initial="{}",
+        help_text="A JSON object.",
+    )
+    is_default = forms.BooleanField(required=False, label="Default context")
+
+    def clean_json_data(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.cleaned_data["json_data"] or "{}")
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg}.") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Give a JSON object.")
+        return value

@@ -1,0 +1,214 @@
+"""Agent pages: list and search, builder, handoff wiring and contexts, chat, run history and run detail."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts_app.forms import apply_errors
+from accounts_app.http import WorkspaceRequest
+from agents_app import selectors, services
+from agents_app.exceptions import ConflictError, InvalidInputError
+from agents_app.forms import AgentForm, ContextForm, HandoffForm
+from agents_app.models import Agent, Conversation
+from providers_app.selectors import provider_for_run, provider_list
+
+RUNS_ON_DETAIL = 20
+
+
+@login_required
+@require_GET
+def agent_list(request: WorkspaceRequest) -> HttpResponse:
+    search = request.GET.get("q", "").strip()[:100]
+    agents = selectors.agent_list(actor=request.actor, search=search)
+    template = "agents_app/list.html#agent-table" if request.htmx else "agents_app/list.html"
+    return render(request, template, {"agents": agents, "q": search})
+
+
+def _form(request: WorkspaceRequest, data: object = None, initial: dict[str, object] | None = None) -> AgentForm:
+    providers = list(provider_list(actor=request.actor))
+    return AgentForm(data, initial=initial, providers=providers)
+
+
+def _model_options(request: WorkspaceRequest) -> list[str]:
+    names: list[str] = []
+    for provider in [*provider_list(actor=request.actor), provider_for_run(workspace=request.actor.workspace)]:
+        names.extend(m for m in provider.model_list() if m not in names)
+    return names
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def agent_new(request: WorkspaceRequest) -> HttpResponse:
+    request.actor.require_write()
+    form = _form(request, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            agent = services.agent_create(actor=request.actor, **form.service_values())
+        except InvalidInputError as exc:
+            apply_errors(form, exc, aliases={"model_settings": "temperature"})
+        else:
+            messages.success(request, f"Created “{agent.name}”. Say hello to it.")
+            return redirect("agents:chat", agent_id=agent.pk)
+    status = 422 if request.method == "POST" else 200
+    return render(
+        request, "agents_app/form.html", {"form": form, "agent": None, "models": _model_options(request)}, status=status
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def agent_edit(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    agent = selectors.agent_get(actor=request.actor, agent_id=agent_id)
+    request.actor.require_write()
+    form = _form(request, request.POST or None, initial=AgentForm.initial_for(agent))
+    if request.method == "POST" and form.is_valid():
+        try:
+            agent = services.agent_update(actor=request.actor, agent_id=agent.pk, changes=form.service_values())
+        except InvalidInputError as exc:
+            apply_errors(form, exc, aliases={"model_settings": "temperature"})
+        else:
+            messages.success(request, f"Saved “{agent.name}”.")
+            return redirect("agents:detail", agent_id=agent.pk)
+    status = 422 if request.method == "POST" else 200
+    return render(
+        request,
+        "agents_app/form.html",
+        {"form": form, "agent": agent, "models": _model_options(request)},
+        status=status,
+    )
+
+
+@login_required
+@require_POST
+def agent_delete(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    agent = selectors.agent_get(actor=request.actor, agent_id=agent_id)
+    services.agent_delete(actor=request.actor, agent_id=agent.pk)
+    messages.success(request, f"Deleted “{agent.name}”. Its past runs are kept.")
+    return redirect("agents:index")
+
+
+def _detail_context(request: WorkspaceRequest, agent: Agent, **extra: object) -> dict[str, object]:
+    wired = {h.target_id for h in agent.handoffs.all()}
+    targets = [a for a in selectors.agent_list(actor=request.actor) if a.pk != agent.pk and a.pk not in wired]
+    return {
+        "agent": agent,
+        "handoff_form": HandoffForm(targets=targets),
+        "can_add_handoff": bool(targets),
+        "context_form": ContextForm(),
+        "incoming": Agent.objects.filter(handoffs__target=agent, workspace=request.actor.workspace),
+        "runs": selectors.run_list(actor=request.actor, agent_id=agent.pk)[:RUNS_ON_DETAIL],
+        **extra,
+    }
+
+
+@login_required
+@require_GET
+def agent_detail(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    agent = selectors.agent_get(actor=request.actor, agent_id=agent_id)
+    return render(request, "agents_app/detail.html", _detail_context(request, agent))
+
+
+@login_required
+@require_POST
+def handoff_add(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    agent = selectors.agent_get(actor=request.actor, agent_id=agent_id)
+    request.actor.require_write()
+    targets = list(selectors.agent_list(actor=request.actor).exclude(pk=agent.pk))
+    form = HandoffForm(request.POST, targets=targets)
+    if form.is_valid():
+        try:
+            services.handoff_add(
+                actor=request.actor,
+                agent_id=agent.pk,
+                target_id=form.cleaned_data["target_id"],
+                tool_name=form.cleaned_data["tool_name"],
+            )
+        except (InvalidInputError, ConflictError) as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Handoff added.")
+    else:
+        messages.error(request, "Choose an agent of this workspace.")
+    return redirect("agents:detail", agent_id=agent.pk)
+
+
+@login_required
+@require_POST
+def handoff_remove(request: WorkspaceRequest, agent_id: int, target_id: int) -> HttpResponse:
+    services.handoff_remove(actor=request.actor, agent_id=agent_id, target_id=target_id)
+    messages.success(request, "Handoff removed.")
+    return redirect("agents:detail", agent_id=agent_id)
+
+
+@login_required
+@require_POST
+def context_add(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    agent = selectors.agent_get(actor=request.actor, agent_id=agent_id)
+    request.actor.require_write()
+    form = ContextForm(request.POST)
+    if form.is_valid():
+        try:
+            services.context_create(
+                actor=request.actor,
+                agent_id=agent.pk,
+                name=form.cleaned_data["name"],
+                data=form.cleaned_data["json_data"],
+                is_default=True if form.cleaned_data["is_default"] else None,
+            )
+        except InvalidInputError as exc:
+            apply_errors(form, exc, aliases={"data": "json_data"})
+        else:
+            messages.success(request, "Context added.")
+            return redirect("agents:detail", agent_id=agent.pk)
+    return render(request, "agents_app/detail.html", _detail_context(request, agent, context_form=form), status=422)
+
+
+@login_required
+@require_POST
+def context_delete(request: WorkspaceRequest, agent_id: int, context_id: int) -> HttpResponse:
+    services.context_delete(actor=request.actor, agent_id=agent_id, context_id=context_id)
+    messages.success(request, "Context deleted.")
+    return redirect("agents:detail", agent_id=agent_id)
+
+
+@login_required
+@require_GET
+def agent_chat(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    """The chat page: a conversation's history, and a box whose answers stream in (static/js/chat.js)."""
+    agent = selectors.agent_get(actor=request.actor, agent_id=agent_id)
+    conversation = None
+    turns: list[object] = []
+    if request.GET.get("conversation"):
+        try:
+            conversation = selectors.conversation_get(
+                actor=request.actor, conversation_id=int(request.GET["conversation"])
+            )
+        except ValueError:
+            conversation = None
+        if conversation is not None and conversation.agent_id == agent.pk:
+            turns = list(conversation.runs.order_by("id"))
+        else:
+            conversation = None
+    conversations = Conversation.objects.filter(agent=agent, workspace=request.actor.workspace)[:30]
+    return render(
+        request,
+        "agents_app/chat.html",
+        {
+            "agent": agent,
+            "conversation": conversation,
+            "turns": turns,
+            "conversations": conversations,
+            "contexts": list(agent.contexts.all()),
+        },
+    )
+
+
+@login_required
+@require_GET
+def run_detail(request: WorkspaceRequest, run_id: int) -> HttpResponse:
+    run = selectors.run_get(actor=request.actor, run_id=run_id)
+    return render(request, "agents_app/run.html", {"run": run})

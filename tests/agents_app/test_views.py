@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import pytest
+
+from agents_app.models import Agent, AgentContext, AgentHandoff
+from agents_app.runs import prepare_run
+from agents_app.services import agent_create, context_create, handoff_add
+
+
+def test_list_search_and_htmx_partial(team, page_client, fake_provider, django_assert_max_num_queries):
+    agent_create(actor=team, name="Billing helper", instructions="Invoices.")
+    agent_create(actor=team, name="Router")
+    client = page_client(team)
+    with django_assert_max_num_queries(8):
+        html = client.get("/agents/").content.decode()
+    assert "Billing helper" in html
+    assert "Router" in html
+    partial = client.get("/agents/?q=invoice", headers={"HX-Request": "true"}).content.decode()
+    assert partial.lstrip().startswith('<section id="agent-table"')
+    assert "Billing helper" in partial
+    assert "Router" not in partial
+    assert "No agent matches" in client.get("/agents/?q=zzz").content.decode()
+
+
+def test_empty_state(team, page_client):
+    assert "No agents yet" in page_client(team).get("/agents/").content.decode()
+
+
+def test_create_then_edit(team, page_client, fake_provider):
+    client = page_client(team)
+    assert client.get("/agents/new/").status_code == 200
+    response = client.post(
+        "/agents/new/",
+        {
+            "name": "Weather",
+            "instructions": "Forecast.",
+            "provider_id": str(fake_provider.pk),
+            "model_name": "fake-model",
+            "temperature": "0.5",
+            "max_turns": "5",
+            "output_schema": '{"type": "object", "properties": {"city": {"type": "string"}}}',
+        },
+    )
+    agent = Agent.objects.get(name="Weather")
+    assert response.status_code == 302
+    assert response["Location"] == f"/agents/{agent.pk}/chat/"
+    assert (agent.model_settings, agent.max_turns, agent.output_schema["type"]) == ({"temperature": 0.5}, 5, "object")
+    assert "Forecast." in client.get(f"/agents/{agent.pk}/edit/").content.decode()
+    client.post(
+        f"/agents/{agent.pk}/edit/",
+        {"name": "Weather", "instructions": "Be precise.", "max_turns": "5", "provider_id": ""},
+    )
+    agent.refresh_from_db()
+    assert (agent.instructions, agent.provider_id, agent.version) == ("Be precise.", None, 2)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "", "max_turns": "10"}, "This field is required."),
+        ({"name": "x", "max_turns": "10", "output_schema": "{nope"}, "Not valid JSON"),
+        ({"name": "x", "max_turns": "10", "output_schema": '{"type": "array"}'}, "must have"),
+        ({"name": "x", "max_turns": "0"}, "greater than or equal to 1"),
+        ({"name": "x", "max_turns": "10", "temperature": "7"}, "less than or equal to 2"),
+    ],
+)
+def test_bad_input_is_422_with_messages(team, page_client, data, message):
+    response = page_client(team).post("/agents/new/", data)
+    assert response.status_code == 422
+    assert message in response.content.decode()
+    assert not Agent.objects.exists()
+
+
+def test_detail_wires_handoffs_and_contexts(team, page_client, fake_provider):
+    a = agent_create(actor=team, name="Alpha")
+    b = agent_create(actor=team, name="Beta")
+    client = page_client(team)
+    client.post(f"/agents/{a.pk}/handoffs/", {"target_id": b.pk, "tool_name": "ask_beta"})
+    assert AgentHandoff.objects.filter(source=a, target=b, tool_name="ask_beta").exists()
+    html = client.get(f"/agents/{b.pk}/").content.decode()
+    assert "Can receive from" in html
+    assert "Alpha" in html
+    client.post(f"/agents/{a.pk}/handoffs/{b.pk}/remove/")
+    assert not AgentHandoff.objects.exists()
+    client.post(f"/agents/{a.pk}/contexts/", {"name": "vip", "json_data": '{"tier": 1}'})
+    assert AgentContext.objects.get(agent=a).data == {"tier": 1}
+    bad = client.post(f"/agents/{a.pk}/contexts/", {"name": "x", "json_data": "[1]"})
+    assert bad.status_code == 422
+    assert "Give a JSON object." in bad.content.decode()
+
+
+def test_chat_and_run_pages(team, page_client, helper):
+    prepared = prepare_run(actor=team, agent_id=helper.pk, message="What is <b>up</b>?")
+    client = page_client(team)
+    chat = client.get(f"/agents/{helper.pk}/chat/?conversation={prepared.conversation_id}").content.decode()
+    assert "What is &lt;b&gt;up&lt;/b&gt;?" in chat
+    assert 'data-run-url="/api/v1/agents/' in chat
+    assert "<script>" not in chat
+    run_page = client.get(f"/agents/runs/{prepared.run.pk}/").content.decode()
+    assert f"Run #{prepared.run.pk}" in run_page
+    assert client.get(f"/agents/{helper.pk}/chat/?conversation=abc").status_code == 200
+
+
+def form_data(target) -> dict[str, object]:
+    return {"name": "x", "target_id": target.pk, "json_data": "{}", "max_turns": 1}
+
+
+def test_outsider_gets_404_everywhere(team, helper, outsider, page_client):
+    other = agent_create(actor=team, name="Other")
+    context = context_create(actor=team, agent_id=helper.pk, name="c", data={})
+    run = prepare_run(actor=team, agent_id=helper.pk, message="hi").run
+    client = page_client(outsider)
+    gets = [
+        f"/agents/{helper.pk}/",
+        f"/agents/{helper.pk}/edit/",
+        f"/agents/{helper.pk}/chat/",
+        f"/agents/runs/{run.pk}/",
+    ]
+    posts = [
+        f"/agents/{helper.pk}/edit/",
+        f"/agents/{helper.pk}/delete/",
+        f"/agents/{helper.pk}/handoffs/",
+        f"/agents/{helper.pk}/handoffs/{other.pk}/remove/",
+        f"/agents/{helper.pk}/contexts/",
+        f"/agents/{helper.pk}/contexts/{context.pk}/delete/",
+    ]
+    for path in gets:
+        assert client.get(path).status_code == 404, path
+    for path in posts:
+        assert client.post(path, form_data(other)).status_code == 404, path
+    assert client.get(f"/agents/{helper.pk}/chat/?conversation={run.conversation_id}").status_code == 404
+    assert "Helper" not in client.get("/agents/").content.decode()
+    assert Agent.objects.filter(pk=helper.pk, name="Helper").exists()
+    assert AgentContext.objects.filter(pk=context.pk).exists()
+
+
+def test_viewer_reads_but_gets_403_on_writes(team, helper, viewer, page_client):
+    other = agent_create(actor=team, name="Other")
+    handoff_add(actor=team, agent_id=helper.pk, target_id=other.pk)
+    client = page_client(viewer)
+    for path in ["/agents/", f"/agents/{helper.pk}/", f"/agents/{helper.pk}/chat/"]:
+        assert client.get(path).status_code == 200, path
+    assert "Viewers can read conversations" in client.get(f"/agents/{helper.pk}/chat/").content.decode()
+    assert client.get("/agents/new/").status_code == 403
+    for path in [
+        "/agents/new/",
+        f"/agents/{helper.pk}/edit/",
+        f"/agents/{helper.pk}/delete/",
+        f"/agents/{helper.pk}/handoffs/",
+        f"/agents/{helper.pk}/handoffs/{other.pk}/remove/",
+        f"/agents/{helper.pk}/contexts/",
+    ]:
+        assert client.post(path, form_data(other)).status_code == 403, path
+    assert AgentHandoff.objects.count() == 1
+    assert Agent.objects.count() == 2

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+from playwright.sync_api import expect
+
+from providers_app.services import provider_create
+from tests.factories import PASSWORD, make_user, make_workspace
+from tests.fakes import Reply
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_create_an_agent_chat_with_streaming_and_open_the_run(page, fake_openai):
+    owner = make_workspace(owner=make_user(username="dana"), name="Studio")
+    with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
+        provider_create(actor=owner, type="custom", name="Fake", base_url=fake_openai.base_url, models=["fake-model"])
+        # Slow enough to watch it arrive word by word.
+        fake_openai.script(Reply("Hello Dana, streaming works word by word here.", chunk_delay=0.15))
+
+        page.goto("/accounts/login/")
+        page.get_by_label("Username").fill("dana")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/")
+        page.locator("#workspace-switcher").select_option(label="Studio (owner)")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Studio")
+
+        page.get_by_role("link", name="Agents", exact=True).click()
+        page.get_by_role("link", name="New agent").click()
+        page.get_by_label("Name").fill("Greeter")
+        page.get_by_label("Instructions").fill("Greet people warmly.")
+        page.get_by_role("button", name="Create agent").click()
+        page.wait_for_url("**/chat/")
+
+        page.get_by_label("Message").fill("Hi, I am Dana")
+        page.get_by_role("button", name="Send").click()
+        bubble = page.locator(".msg.assistant").last
+        # Part of the answer is visible while the rest is still streaming (page evals are refused by the CSP,
+        # so this polls with locators).
+        expect(page.locator(".msg.assistant.streaming")).to_contain_text("Hello")
+        partial = bubble.inner_text()
+        assert "Hello" in partial
+        assert "word by word here." not in partial
+        run_link = bubble.get_by_role("link", name="run #")
+        run_link.wait_for()
+        assert "Hello Dana, streaming works word by word here." in bubble.inner_text()
+        assert "conversation=" in page.url
+
+        run_link.click()
+        page.wait_for_url("**/agents/runs/*/")
+        assert page.get_by_test_id("run-output").inner_text() == "Hello Dana, streaming works word by word here."
+        assert "Succeeded" in page.get_by_role("heading", level=1).inner_text()
+        blocked = [m for m in page.console_messages if "Content Security Policy" in m or m.startswith("error")]
+        assert blocked == []
