@@ -111,8 +111,16 @@ class Graph:
         return [a.provider for a in self.agents.values() if a.provider is not None]
 
 
+def agent_tool_ids(row: Agent) -> list[int]:
+    """Return the ids of the agents this row uses as tools (``{"type": "agent", "agent_id": N}`` entries)."""
+    return [t["agent_id"] for t in row.tools or [] if t.get("type") == "agent" and isinstance(t.get("agent_id"), int)]
+
+
 def load_graph(*, root: Agent) -> Graph:
-    """Load every agent reachable from ``root`` through handoffs (cycles included), one query per depth."""
+    """Load every agent reachable from ``root`` through handoffs or agent tools (cycles included).
+
+    One or two queries per depth, however many agents there are at that depth.
+    """
     agents: dict[int, Agent] = {root.pk: root}
     handoffs: dict[int, list[AgentHandoff]] = {}
     frontier = [root.pk]
@@ -122,12 +130,19 @@ def load_graph(*, root: Agent) -> Graph:
             .select_related("target__provider")
             .order_by("id")
         )
+        tool_ids = {i for agent_id in frontier for i in agent_tool_ids(agents[agent_id])} - set(agents)
         frontier = []
         for edge in edges:
             handoffs.setdefault(edge.source_id, []).append(edge)
             if edge.target_id not in agents:
                 agents[edge.target_id] = edge.target
                 frontier.append(edge.target_id)
+        if tool_ids - set(agents):
+            for row in Agent.objects.filter(
+                pk__in=tool_ids - set(agents), workspace_id=root.workspace_id
+            ).select_related("provider"):
+                agents[row.pk] = row
+                frontier.append(row.pk)
     return Graph(root_id=root.pk, agents=agents, handoffs=handoffs)
 
 
@@ -170,6 +185,18 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
             model_settings=resolved.model_settings,
             output_type=JsonSchemaOutput(row.output_schema) if row.output_schema else None,
         )
+    for agent_id, row in graph.agents.items():
+        # Agents used as tools: the caller keeps the conversation and gets the other agent's answer back.
+        built[agent_id].tools = [
+            built[tool["agent_id"]].as_tool(
+                tool_name=tool.get("name") or None,
+                tool_description=tool.get("description")
+                or graph.agents[tool["agent_id"]].handoff_description
+                or f"Ask the {graph.agents[tool['agent_id']].name} agent.",
+            )
+            for tool in row.tools or []
+            if tool.get("type") == "agent" and tool.get("agent_id") in built
+        ]
     for agent_id, edges in graph.handoffs.items():
         built[agent_id].handoffs = [
             handoff(

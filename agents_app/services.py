@@ -71,10 +71,32 @@ def _validate(agent: Agent, fields: dict[str, str]) -> None:
         value = getattr(agent, key)
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             fields[key] = "Give a list of objects."
+    if "tools" not in fields:
+        problem = _agent_tools_problem(agent)
+        if problem:
+            fields["tools"] = problem
     if not isinstance(agent.metadata, dict):
         fields["metadata"] = "Give an object."
     if not isinstance(agent.max_turns, int) or isinstance(agent.max_turns, bool) or not 1 <= agent.max_turns <= 100:
         fields["max_turns"] = "Give a whole number from 1 to 100."
+
+
+def _agent_tools_problem(agent: Agent) -> str | None:
+    """Check the ``{"type": "agent", "agent_id": N, "name"?, "description"?}`` entries of ``agent.tools``."""
+    for tool in agent.tools:
+        if tool.get("type") != "agent":
+            continue
+        target = tool.get("agent_id")
+        if not isinstance(target, int) or isinstance(target, bool):
+            return "An agent tool needs an integer agent_id."
+        if agent.pk is not None and target == agent.pk:
+            return "An agent cannot be its own tool."
+        if not Agent.objects.filter(pk=target, workspace=agent.workspace).exists():
+            return f"No agent with id {target} in this workspace."
+        name = tool.get("name")
+        if name is not None and (not isinstance(name, str) or not _TOOL_NAME.match(name)):
+            return "A tool name uses 1 to 64 letters, digits, '_' or '-'."
+    return None
 
 
 def _provider_in_workspace(actor: Actor, provider_id: int | None, fields: dict[str, str]) -> Provider | None:

@@ -226,3 +226,41 @@ def test_rules(team, viewer, outsider, helper):
     with pytest.raises(NotFoundError):
         prepare_run(actor=team, agent_id=other.pk, message="Hi", conversation_id=run.conversation_id)
     assert AgentRun.objects.count() == 1
+
+
+def test_a_run_with_a_tool_call_to_another_agent(team, fake_provider, fake_openai):
+    researcher = agent_create(actor=team, name="Researcher", instructions="Find facts.")
+    writer = agent_create(
+        actor=team,
+        name="Writer",
+        instructions="Write.",
+        tools=[{"type": "agent", "agent_id": researcher.pk, "name": "research", "description": "Look things up."}],
+    )
+    fake_openai.script(
+        ToolCall("research", {"input": "capital of Norway"}),  # the writer calls its tool
+        Reply("Oslo is the capital of Norway."),  # the researcher answers inside the tool
+        Reply("Fact: Oslo."),  # the writer writes the final answer
+    )
+    run = run_sync(team, writer)
+    assert (run.status, run.final_output, run.last_agent_name) == ("succeeded", "Fact: Oslo.", "Writer")
+    requests = fake_openai.requests_to("/v1/chat/completions")
+    assert [r.body["messages"][0]["content"] for r in requests] == ["Write.", "Find facts.", "Write."]
+    tool = requests[0].body["tools"][0]["function"]
+    assert (tool["name"], tool["description"]) == ("research", "Look things up.")
+    assert "Oslo is the capital of Norway." in json.dumps(requests[2].body["messages"])
+    assert run.usage["requests"] == 3
+    kinds = [i.get("type") for i in run.new_items]
+    assert "function_call" in kinds
+    assert "function_call_output" in kinds
+
+
+def test_agent_tools_are_validated(team, fake_provider, outsider):
+    foreign = agent_create(actor=outsider, name="Foreign")
+    for tools in (
+        [{"type": "agent", "agent_id": foreign.pk}],
+        [{"type": "agent", "agent_id": "x"}],
+        [{"type": "agent", "agent_id": 999999}],
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            agent_create(actor=team, name="T", tools=tools)
+        assert "tools" in info.value.fields
