@@ -57,6 +57,7 @@ class PreparedRun:
     default_provider: Provider
     root_model: str
     max_turns: int
+    new_conversation: bool = False
 
 
 def _estimate_tokens(text: str) -> int:
@@ -180,6 +181,7 @@ def prepare_run(
         root_provider=root_provider,
         default_provider=default_provider,
         root_model=root_model,
+        new_conversation=conversation_id is None,
         max_turns=agent.max_turns,
     )
 
@@ -316,7 +318,8 @@ def finish_run(
     if result is not None:
         run.new_items = to_json([item.to_input_item() for item in result.new_items])
         run.last_agent_name = result.last_agent.name if result.last_agent else ""
-    reservation = CreditReservation.objects.filter(pk=run.reservation_id).first() if run.reservation_id else None
+    # Settling needs only the id: no need to load the reservation.
+    reservation = CreditReservation(pk=run.reservation_id) if run.reservation_id else None
     if error is None and not cancelled and result is not None:
         output = result.final_output
         run.final_output = to_json(output) if not isinstance(output, str) else output
@@ -345,7 +348,7 @@ async def execute_run(prepared: PreparedRun) -> AgentRun:
             prepared.message,
             context=prepared.context,
             max_turns=prepared.max_turns,
-            session=ConversationSession(prepared.conversation_id),
+            session=ConversationSession(prepared.conversation_id, known_empty=prepared.new_conversation),
             run_config=_run_config(prepared),
         )
     except asyncio.CancelledError:
@@ -427,7 +430,7 @@ async def stream_run(prepared: PreparedRun) -> AsyncIterator[dict[str, Any]]:
             prepared.message,
             context=prepared.context,
             max_turns=prepared.max_turns,
-            session=ConversationSession(prepared.conversation_id),
+            session=ConversationSession(prepared.conversation_id, known_empty=prepared.new_conversation),
             run_config=_run_config(prepared),
         )
         async for event in result.stream_events():

@@ -62,12 +62,17 @@ class JsonSchemaOutput(AgentOutputSchemaBase):
 class ConversationSession(SessionABC):
     """The SDK session of a conversation, kept in Postgres as ConversationItem rows."""
 
-    def __init__(self, conversation_id: int) -> None:
+    def __init__(self, conversation_id: int, *, known_empty: bool = False) -> None:
         self.conversation_id = conversation_id
         self.session_id = str(conversation_id)
         self.session_settings = None
+        # A conversation created for this very run has no history: no need to ask the database.
+        self._known_empty = known_empty
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
+        if self._known_empty:
+            return []
+
         def load() -> list[Any]:
             rows = ConversationItem.objects.filter(conversation_id=self.conversation_id).order_by("-id")
             if limit is not None:
@@ -79,6 +84,7 @@ class ConversationSession(SessionABC):
     async def add_items(self, items: list[Any]) -> None:
         rows = [ConversationItem(conversation_id=self.conversation_id, data=to_json(item)) for item in items]
         await sync_to_async(ConversationItem.objects.bulk_create)(rows)
+        self._known_empty = False
 
     async def pop_item(self) -> Any | None:
         def pop() -> Any | None:
@@ -124,12 +130,17 @@ def load_graph(*, root: Agent) -> Graph:
     agents: dict[int, Agent] = {root.pk: root}
     handoffs: dict[int, list[AgentHandoff]] = {}
     frontier = [root.pk]
+    prefetched = getattr(root, "_prefetched_objects_cache", {}).get("handoffs")
     while frontier:
-        edges = list(
-            AgentHandoff.objects.filter(source_id__in=frontier, target__workspace_id=root.workspace_id)
-            .select_related("target__provider")
-            .order_by("id")
-        )
+        if prefetched is not None:
+            # agent_get already loaded the root's handoffs with their targets: the first level is free.
+            edges, prefetched = sorted(prefetched, key=lambda e: e.pk), None
+        else:
+            edges = list(
+                AgentHandoff.objects.filter(source_id__in=frontier, target__workspace_id=root.workspace_id)
+                .select_related("target__provider")
+                .order_by("id")
+            )
         tool_ids = {i for agent_id in frontier for i in agent_tool_ids(agents[agent_id])} - set(agents)
         frontier = []
         for edge in edges:

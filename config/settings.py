@@ -106,16 +106,21 @@ DATABASE_URL = env_secret("DATABASE_URL")
 _db: dict[str, Any]
 if DATABASE_URL:
     try:
-        _db = dict(dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)))
+        _db = dict(dj_database_url.parse(DATABASE_URL))
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
     if _db.get("ENGINE") != "django.db.backends.postgresql":
         raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL; the platform needs Postgres with pgvector.")
-    _db["CONN_HEALTH_CHECKS"] = True
     EMBEDDED_DATABASE = False
 else:
     _db = dict(embedded_database(VAR_DIR))
     EMBEDDED_DATABASE = True
+# Under ASGI every request's sync code runs on a thread of its own, so per-thread persistent connections
+# pile up; Django's advice is no persistent connections plus a pool (psycopg's, built into Django 5.1+).
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=1)
+_db["CONN_MAX_AGE"] = 0
+if env_bool("DATABASE_POOL", True):
+    _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

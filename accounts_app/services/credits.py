@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts_app.exceptions import ConflictError, InsufficientCreditsError, InvalidInputError
@@ -94,41 +94,82 @@ def credits_grant(
     return _append(account=account, kind=LedgerKind.GRANT, amount=value, memo=memo or "Grant", actor=granted_by)
 
 
+_ACCOUNT = CreditAccount._meta.db_table
+_RESERVATION = CreditReservation._meta.db_table
+
+
+def _add_to_balance(workspace_id: int, amount: Decimal) -> Decimal:
+    """Add ``amount`` (>= 0) to the balance in one statement; return the new balance."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_ACCOUNT} SET balance = balance + %s, updated_at = now() WHERE workspace_id = %s "  # noqa: S608
+            "RETURNING balance",
+            [amount, workspace_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise ConflictError("This workspace has no credit account.", code="no_credit_account")
+    return Decimal(row[0])
+
+
+def _ledger(*, workspace_id: int, kind: LedgerKind, amount: Decimal, balance_after: Decimal,
+            reservation_id: int | None, memo: str, actor: User | None = None) -> LedgerEntry:
+    entry = LedgerEntry(workspace_id=workspace_id, kind=kind, amount=amount, balance_after=balance_after,
+                        reservation_id=reservation_id, memo=memo[:200], actor=actor)
+    entry.save()
+    return entry
+
+
 @transaction.atomic
 def credits_reserve(
     *, workspace: Workspace, amount: Decimal | int | str, purpose: str = "", reserved_by: User | None = None
 ) -> CreditReservation:
     """Set credits aside before a run. Returns the open reservation.
 
-    Raises InsufficientCreditsError (402) when the balance cannot cover ``amount``; nothing changes then.
+    One conditional UPDATE takes the credits only if the balance covers them; it holds the row lock
+    until commit, and concurrent reservations re-check the condition against the new balance, so the
+    balance never goes below zero. Raises InsufficientCreditsError (402) when it cannot cover ``amount``;
+    nothing changes then.
     """
     value = _clean_amount(amount)
-    account = _locked_account(workspace)
-    if account.balance < value:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_ACCOUNT} SET balance = balance - %s, updated_at = now() "  # noqa: S608
+            "WHERE workspace_id = %s AND balance >= %s RETURNING balance",
+            [value, workspace.pk, value],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        balance = CreditAccount.objects.filter(workspace=workspace).values_list("balance", flat=True).first()
+        balance = balance if balance is not None else Decimal(0)
         raise InsufficientCreditsError(
-            f"This workspace has {account.balance.normalize():f} credits and the run needs {value.normalize():f}. "
+            f"This workspace has {balance.normalize():f} credits and the run needs {value.normalize():f}. "
             "Ask an operator for more credits.",
-            extra={"balance": str(account.balance), "required": str(value)},
+            extra={"balance": str(balance), "required": str(value)},
         )
     reservation = CreditReservation(workspace=workspace, amount=value, purpose=purpose[:200], created_by=reserved_by)
-    reservation.full_clean()
     reservation.save()
-    _append(
-        account=account,
-        kind=LedgerKind.RESERVE,
-        amount=-value,
-        reservation=reservation,
-        memo=purpose,
-        actor=reserved_by,
-    )
+    _ledger(workspace_id=workspace.pk, kind=LedgerKind.RESERVE, amount=-value, balance_after=Decimal(row[0]),
+            reservation_id=reservation.pk, memo=purpose, actor=reserved_by)
     return reservation
 
 
-def _locked_open_reservation(reservation_id: int) -> CreditReservation:
-    reservation = CreditReservation.objects.select_for_update().get(pk=reservation_id)
-    if reservation.status != ReservationStatus.OPEN:
-        raise ConflictError(f"This reservation is already {reservation.status}.", code="reservation_closed")
-    return reservation
+def _close_reservation(reservation_id: int, status: ReservationStatus) -> tuple[int, Decimal]:
+    """Mark an open reservation closed in one statement; return (workspace id, amount reserved).
+
+    Raises ConflictError when it is not open (settled or refunded already), so closing twice is harmless.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_RESERVATION} SET status = %s, closed_at = now() "  # noqa: S608
+            "WHERE id = %s AND status = 'open' RETURNING workspace_id, amount",
+            [status.value, reservation_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        current = CreditReservation.objects.filter(pk=reservation_id).values_list("status", flat=True).first()
+        raise ConflictError(f"This reservation is already {current or 'gone'}.", code="reservation_closed")
+    return int(row[0]), Decimal(row[1])
 
 
 @transaction.atomic
@@ -140,40 +181,43 @@ def credits_settle(*, reservation: CreditReservation, cost: Decimal | int | str)
     because the balance never goes negative. Raises ConflictError if the reservation is closed.
     """
     real_cost = _clean_amount(cost, field="cost", allow_zero=True)
-    account = _locked_account(reservation.workspace)
-    locked = _locked_open_reservation(reservation.pk)
-    difference = locked.amount - real_cost
-    memo = f"Settled {real_cost.normalize():f} of {locked.amount.normalize():f} reserved"
-    if difference < 0:
-        extra = min(-difference, account.balance)
-        uncovered = -difference - extra
-        charged = locked.amount + extra
-        difference = -extra
+    workspace_id, reserved = _close_reservation(reservation.pk, ReservationStatus.SETTLED)
+    memo = f"Settled {real_cost.normalize():f} of {reserved.normalize():f} reserved"
+    difference = reserved - real_cost
+    if difference >= 0:
+        balance = _add_to_balance(workspace_id, difference)
+        charged = real_cost
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH old AS (SELECT balance FROM {_ACCOUNT} WHERE workspace_id = %s FOR UPDATE) "  # noqa: S608
+                f"UPDATE {_ACCOUNT} AS a SET balance = old.balance - LEAST(%s, old.balance), updated_at = now() "
+                "FROM old WHERE a.workspace_id = %s RETURNING a.balance, old.balance",
+                [workspace_id, -difference, workspace_id],
+            )
+            new_balance, old_balance = cursor.fetchone()
+        balance = Decimal(new_balance)
+        taken = Decimal(old_balance) - balance
+        charged = reserved + taken
+        uncovered = -difference - taken
+        difference = -taken
         if uncovered > 0:
             memo += f"; {uncovered.normalize():f} not covered by the balance"
-    else:
-        charged = real_cost
-    locked.status = ReservationStatus.SETTLED
-    locked.charged = charged
-    locked.closed_at = timezone.now()
-    locked.save(update_fields=["status", "charged", "closed_at"])
-    reservation.status, reservation.charged, reservation.closed_at = locked.status, locked.charged, locked.closed_at
-    return _append(account=account, kind=LedgerKind.SETTLE, amount=difference, reservation=locked, memo=memo)
+    CreditReservation.objects.filter(pk=reservation.pk).update(charged=charged)
+    reservation.status, reservation.charged = ReservationStatus.SETTLED, charged
+    return _ledger(workspace_id=workspace_id, kind=LedgerKind.SETTLE, amount=difference, balance_after=balance,
+                   reservation_id=reservation.pk, memo=memo)
 
 
 @transaction.atomic
 def credits_refund(*, reservation: CreditReservation, reason: str = "") -> LedgerEntry:
     """Return a reservation's credits in full (the run failed). Raises ConflictError if it is closed."""
-    account = _locked_account(reservation.workspace)
-    locked = _locked_open_reservation(reservation.pk)
-    locked.status = ReservationStatus.REFUNDED
-    locked.charged = Decimal("0")
-    locked.closed_at = timezone.now()
-    locked.save(update_fields=["status", "charged", "closed_at"])
-    reservation.status, reservation.charged, reservation.closed_at = locked.status, locked.charged, locked.closed_at
-    return _append(
-        account=account, kind=LedgerKind.REFUND, amount=locked.amount, reservation=locked, memo=reason or "Refund"
-    )
+    workspace_id, reserved = _close_reservation(reservation.pk, ReservationStatus.REFUNDED)
+    CreditReservation.objects.filter(pk=reservation.pk).update(charged=Decimal(0))
+    reservation.status, reservation.charged = ReservationStatus.REFUNDED, Decimal(0)
+    balance = _add_to_balance(workspace_id, reserved)
+    return _ledger(workspace_id=workspace_id, kind=LedgerKind.REFUND, amount=reserved, balance_after=balance,
+                   reservation_id=reservation.pk, memo=reason or "Refund")
 
 
 def credits_release_stale_reservations(*, older_than: timedelta | None = None, now: datetime | None = None) -> int:

@@ -1,0 +1,187 @@
+"""Throughput and latency of ``POST /api/v1/agents/{id}/run`` through the whole platform, against the raw SDK.
+
+Both sides call the same fast scripted model server (aiohttp, a separate process) and use one process
+for the system under test: one uvicorn worker for the platform (database, auth, credits, run records,
+conversation memory), the benchmark process itself for ``Runner.run``. The load for the platform comes
+from this process with aiohttp, which is much cheaper than a run. Results are printed as ratios; the
+targets are at least 0.5 of the raw throughput at concurrency 32, and at most 10 ms added to the p50
+latency at concurrency 1.
+
+Usage: .venv/bin/python bench/run_overhead.py [--runs 400] [--quick]
+Uses DATABASE_URL when set, else an embedded Postgres of its own under var/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer") from None
+            time.sleep(0.1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def drive(call, total: int, concurrency: int) -> tuple[float, list[float]]:
+    """Run ``call`` ``total`` times with ``concurrency`` in flight; return (runs per second, latencies in ms)."""
+    semaphore = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one() -> None:
+        async with semaphore:
+            started = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(total)))
+    return total / (time.perf_counter() - started), latencies
+
+
+def setup_platform(model_url: str) -> tuple[int, str]:
+    """Create a workspace with credits, a provider on the fake server and an agent; return (agent id, token)."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from accounts_app.models import User
+    from accounts_app.services import api_token_create, credits_grant, workspace_create
+    from agents_app.services import agent_create
+    from providers_app.services import provider_create
+
+    user = User.objects.create_user(username=f"bench-{time.time_ns()}", password=None)
+    actor = workspace_create(user=user, name=f"bench {time.time_ns()}")
+    credits_grant(workspace=actor.workspace, amount=1_000_000, granted_by=None)
+    provider = provider_create(actor=actor, type="custom", name="fake", base_url=model_url, models=["fake-model"])
+    agent = agent_create(actor=actor, name="Bench", instructions="You are helpful.", provider_id=provider.pk)
+    return agent.pk, api_token_create(actor=actor, name="bench").raw
+
+
+async def platform_phase(
+    base: str, agent_id: int, token: str, total: int, concurrency: int
+) -> tuple[float, list[float]]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{base}/api/v1/agents/{agent_id}/run"
+    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+
+        async def call() -> None:
+            async with http.post(url, json={"message": "What is the weather in Paris?"}) as response:
+                body = await response.json()
+                if response.status != 200 or body.get("status") != "succeeded":
+                    raise RuntimeError(f"run failed: {response.status} {body}")
+
+        await drive(call, max(20, concurrency * 2), concurrency)  # warm-up
+        return await drive(call, total, concurrency)
+
+
+async def sdk_phase(model_url: str, total: int, concurrency: int) -> tuple[float, list[float]]:
+    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
+    from openai import AsyncOpenAI
+
+    async with AsyncOpenAI(base_url=model_url, api_key="x", max_retries=0) as client:
+        agent = Agent(name="Bench", instructions="You are helpful.",
+                      model=OpenAIChatCompletionsModel(model="fake-model", openai_client=client),
+                      model_settings=ModelSettings(include_usage=True))
+        config = RunConfig(tracing_disabled=True)
+
+        async def call() -> None:
+            result = await Runner.run(agent, "What is the weather in Paris?", run_config=config)
+            if not result.final_output:
+                raise RuntimeError("empty output")
+
+        await drive(call, max(20, concurrency * 2), concurrency)
+        return await drive(call, total, concurrency)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=400, help="timed runs per configuration at concurrency 32")
+    parser.add_argument("--quick", action="store_true", help="few runs, to check the script works")
+    args = parser.parse_args()
+    runs_c32 = 64 if args.quick else args.runs
+    runs_c1 = 30 if args.quick else max(100, args.runs // 4)
+
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    if not env.get("DATABASE_URL"):
+        env["VAR_DIR"] = str(ROOT / "var" / "bench")
+    env["PROVIDER_EGRESS_ALLOWLIST"] = "127.0.0.1"
+    env["LOG_LEVEL"] = "warning"
+    os.environ.update(env)
+
+    model_port, web_port = free_port(), free_port()
+    model_url = f"http://127.0.0.1:{model_port}/v1"
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(model_port)], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL)]
+    try:
+        wait_http(model_url + "/models")
+        agent_id, token = setup_platform(model_url)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(web_port), "--workers", "1",
+             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env))
+        base = f"http://127.0.0.1:{web_port}"
+        wait_http(base + "/healthz")
+
+        rows = []
+        for concurrency, total in ((1, runs_c1), (32, runs_c32)):
+            sdk_rps, sdk_lat = asyncio.run(sdk_phase(model_url, total, concurrency))
+            platform_rps, platform_lat = asyncio.run(platform_phase(base, agent_id, token, total, concurrency))
+            rows.append((concurrency, total, sdk_rps, sdk_lat, platform_rps, platform_lat))
+
+        print(f"\n{'':<24}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}")
+        for concurrency, total, sdk_rps, sdk_lat, platform_rps, platform_lat in rows:
+            print(f"c={concurrency}, {total} runs")
+            for name, rps, lat in (("  raw SDK Runner.run", sdk_rps, sdk_lat), ("  platform POST /run", platform_rps,
+                                                                              platform_lat)):
+                print(f"{name:<24}{rps:>10.1f}{statistics.median(lat):>10.2f}{percentile(lat, 0.95):>10.2f}")
+            added = statistics.median(platform_lat) - statistics.median(sdk_lat)
+            print(f"  throughput ratio platform/raw: {platform_rps / sdk_rps:.2f}   p50 added: {added:+.2f} ms")
+        c1, c32 = rows[0], rows[1]
+        ratio = c32[4] / c32[2]
+        added_c1 = statistics.median(c1[5]) - statistics.median(c1[3])
+        print(f"\nTargets: c=32 ratio >= 0.50 -> {'met' if ratio >= 0.5 else 'NOT met'} ({ratio:.2f}); "
+              f"c=1 p50 added <= 10 ms -> {'met' if added_c1 <= 10 else 'NOT met'} ({added_c1:+.2f} ms)")
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
