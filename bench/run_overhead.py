@@ -114,9 +114,12 @@ async def sdk_phase(model_url: str, total: int, concurrency: int) -> tuple[float
     from openai import AsyncOpenAI
 
     async with AsyncOpenAI(base_url=model_url, api_key="x", max_retries=0) as client:
-        agent = Agent(name="Bench", instructions="You are helpful.",
-                      model=OpenAIChatCompletionsModel(model="fake-model", openai_client=client),
-                      model_settings=ModelSettings(include_usage=True))
+        agent = Agent(
+            name="Bench",
+            instructions="You are helpful.",
+            model=OpenAIChatCompletionsModel(model="fake-model", openai_client=client),
+            model_settings=ModelSettings(include_usage=True),
+        )
         config = RunConfig(tracing_disabled=True)
 
         async def call() -> None:
@@ -146,15 +149,36 @@ def main() -> None:
 
     model_port, web_port = free_port(), free_port()
     model_url = f"http://127.0.0.1:{model_port}/v1"
-    processes = [subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(model_port)], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(model_port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+    ]
     try:
         wait_http(model_url + "/models")
         agent_id, token = setup_platform(model_url)
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(web_port), "--workers", "1",
-             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "config.asgi:application",
+                    "--port",
+                    str(web_port),
+                    "--workers",
+                    "1",
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                cwd=ROOT,
+                env=env,
+            )
+        )
         base = f"http://127.0.0.1:{web_port}"
         wait_http(base + "/healthz")
 
@@ -167,16 +191,20 @@ def main() -> None:
         print(f"\n{'':<24}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}")
         for concurrency, total, sdk_rps, sdk_lat, platform_rps, platform_lat in rows:
             print(f"c={concurrency}, {total} runs")
-            for name, rps, lat in (("  raw SDK Runner.run", sdk_rps, sdk_lat), ("  platform POST /run", platform_rps,
-                                                                              platform_lat)):
+            for name, rps, lat in (
+                ("  raw SDK Runner.run", sdk_rps, sdk_lat),
+                ("  platform POST /run", platform_rps, platform_lat),
+            ):
                 print(f"{name:<24}{rps:>10.1f}{statistics.median(lat):>10.2f}{percentile(lat, 0.95):>10.2f}")
             added = statistics.median(platform_lat) - statistics.median(sdk_lat)
             print(f"  throughput ratio platform/raw: {platform_rps / sdk_rps:.2f}   p50 added: {added:+.2f} ms")
         c1, c32 = rows[0], rows[1]
         ratio = c32[4] / c32[2]
         added_c1 = statistics.median(c1[5]) - statistics.median(c1[3])
-        print(f"\nTargets: c=32 ratio >= 0.50 -> {'met' if ratio >= 0.5 else 'NOT met'} ({ratio:.2f}); "
-              f"c=1 p50 added <= 10 ms -> {'met' if added_c1 <= 10 else 'NOT met'} ({added_c1:+.2f} ms)")
+        print(
+            f"\nTargets: c=32 ratio >= 0.50 -> {'met' if ratio >= 0.5 else 'NOT met'} ({ratio:.2f}); "
+            f"c=1 p50 added <= 10 ms -> {'met' if added_c1 <= 10 else 'NOT met'} ({added_c1:+.2f} ms)"
+        )
     finally:
         for process in reversed(processes):
             process.terminate()

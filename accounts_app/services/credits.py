@@ -112,10 +112,25 @@ def _add_to_balance(workspace_id: int, amount: Decimal) -> Decimal:
     return Decimal(row[0])
 
 
-def _ledger(*, workspace_id: int, kind: LedgerKind, amount: Decimal, balance_after: Decimal,
-            reservation_id: int | None, memo: str, actor: User | None = None) -> LedgerEntry:
-    entry = LedgerEntry(workspace_id=workspace_id, kind=kind, amount=amount, balance_after=balance_after,
-                        reservation_id=reservation_id, memo=memo[:200], actor=actor)
+def _ledger(
+    *,
+    workspace_id: int,
+    kind: LedgerKind,
+    amount: Decimal,
+    balance_after: Decimal,
+    reservation_id: int | None,
+    memo: str,
+    actor: User | None = None,
+) -> LedgerEntry:
+    entry = LedgerEntry(
+        workspace_id=workspace_id,
+        kind=kind,
+        amount=amount,
+        balance_after=balance_after,
+        reservation_id=reservation_id,
+        memo=memo[:200],
+        actor=actor,
+    )
     entry.save()
     return entry
 
@@ -149,8 +164,15 @@ def credits_reserve(
         )
     reservation = CreditReservation(workspace=workspace, amount=value, purpose=purpose[:200], created_by=reserved_by)
     reservation.save()
-    _ledger(workspace_id=workspace.pk, kind=LedgerKind.RESERVE, amount=-value, balance_after=Decimal(row[0]),
-            reservation_id=reservation.pk, memo=purpose, actor=reserved_by)
+    _ledger(
+        workspace_id=workspace.pk,
+        kind=LedgerKind.RESERVE,
+        amount=-value,
+        balance_after=Decimal(row[0]),
+        reservation_id=reservation.pk,
+        memo=purpose,
+        actor=reserved_by,
+    )
     return reservation
 
 
@@ -205,8 +227,14 @@ def credits_settle(*, reservation: CreditReservation, cost: Decimal | int | str)
             memo += f"; {uncovered.normalize():f} not covered by the balance"
     CreditReservation.objects.filter(pk=reservation.pk).update(charged=charged)
     reservation.status, reservation.charged = ReservationStatus.SETTLED, charged
-    return _ledger(workspace_id=workspace_id, kind=LedgerKind.SETTLE, amount=difference, balance_after=balance,
-                   reservation_id=reservation.pk, memo=memo)
+    return _ledger(
+        workspace_id=workspace_id,
+        kind=LedgerKind.SETTLE,
+        amount=difference,
+        balance_after=balance,
+        reservation_id=reservation.pk,
+        memo=memo,
+    )
 
 
 @transaction.atomic
@@ -216,8 +244,14 @@ def credits_refund(*, reservation: CreditReservation, reason: str = "") -> Ledge
     CreditReservation.objects.filter(pk=reservation.pk).update(charged=Decimal(0))
     reservation.status, reservation.charged = ReservationStatus.REFUNDED, Decimal(0)
     balance = _add_to_balance(workspace_id, reserved)
-    return _ledger(workspace_id=workspace_id, kind=LedgerKind.REFUND, amount=reserved, balance_after=balance,
-                   reservation_id=reservation.pk, memo=reason or "Refund")
+    return _ledger(
+        workspace_id=workspace_id,
+        kind=LedgerKind.REFUND,
+        amount=reserved,
+        balance_after=balance,
+        reservation_id=reservation.pk,
+        memo=reason or "Refund",
+    )
 
 
 def credits_release_stale_reservations(*, older_than: timedelta | None = None, now: datetime | None = None) -> int:
