@@ -1,15 +1,17 @@
 """Agents API. No `from __future__ import annotations`: ninja reads annotations at runtime."""
 
+import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from accounts_app.actor import Actor
-from agents_app import selectors, services
+from agents_app import portability, selectors, services
 from agents_app.exceptions import InvalidInputError
 from agents_app.models import Agent, AgentContext, AgentRun, RunStatus
 from agents_app.runs import execute_run, prepare_run, sse, stream_run
@@ -25,6 +27,7 @@ from agents_app.schemas import (
     ContextPatch,
     HandoffIn,
     HandoffOut,
+    ImportIn,
     ModelIn,
     RunDetailOut,
     RunErrorOut,
@@ -92,6 +95,41 @@ def agent_create(request: HttpRequest, payload: AgentIn) -> Status:
     data = payload.dict()
     agent = services.agent_create(actor=_actor(request), **data)
     return Status(201, _fresh(request, agent.pk))
+
+
+@router.post("/import", response={201: AgentOut}, summary="Import agents from an export (JSON or YAML)")
+def agent_import(request: HttpRequest, payload: ImportIn) -> Status:
+    document = payload.document if payload.document is not None else portability.parse_document(payload.text or "")
+    root = portability.agent_import(actor=_actor(request), document=document)
+    return Status(201, _fresh(request, root.pk))
+
+
+@router.get(
+    "/{agent_id}/export",
+    summary="Export the agent and every agent it reaches",
+    description="`format=json` (default) or `yaml`: a document `POST /agents/import` reads back; `python`: a "
+    "runnable openai-agents script.",
+)
+def agent_export(request: HttpRequest, agent_id: int, format: str = "json") -> HttpResponse:
+    actor = _actor(request)
+    name = selectors.agent_get(actor=actor, agent_id=agent_id).name
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "agent"
+    if format == "yaml":
+        body, content_type, ext = (
+            portability.agent_export_yaml(actor=actor, agent_id=agent_id),
+            "application/yaml",
+            "yaml",
+        )
+    elif format == "python":
+        body, content_type, ext = portability.agent_export_python(actor=actor, agent_id=agent_id), "text/x-python", "py"
+    elif format == "json":
+        body = json.dumps(portability.agent_export(actor=actor, agent_id=agent_id), indent=2, ensure_ascii=False)
+        content_type, ext = "application/json", "json"
+    else:
+        raise InvalidInputError("Unknown format.", fields={"format": "Choose json, yaml or python."})
+    response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slug}.{ext}"'
+    return response
 
 
 @router.get("/{agent_id}", response=AgentOut)

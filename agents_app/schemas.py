@@ -105,6 +105,13 @@ class AgentSummaryOut(Schema):
     updated_at: datetime
 
 
+class ImportIn(Schema):
+    """Give the exported document as JSON (``document``) or as JSON/YAML text (``text``)."""
+
+    document: dict[str, Any] | None = None
+    text: str | None = Field(None, max_length=2_000_000)
+
+
 class AgentRunInput(Schema):
     message: str = Field(min_length=1, max_length=100_000)
     context_id: int | None = None

@@ -7,6 +7,7 @@ app_name = "agents"
 urlpatterns = [
     path("", views.agent_list, name="index"),
     path("new/", views.agent_new, name="new"),
+    path("import/", views.agent_import, name="import"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("<int:agent_id>/", views.agent_detail, name="detail"),
     path("<int:agent_id>/edit/", views.agent_edit, name="edit"),

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts_app.forms import apply_errors
 from accounts_app.http import WorkspaceRequest
-from agents_app import selectors, services
+from agents_app import portability, selectors, services
 from agents_app.exceptions import ConflictError, InvalidInputError
 from agents_app.forms import AgentForm, ContextForm, HandoffForm
 from agents_app.models import Agent, Conversation
@@ -80,6 +80,26 @@ def agent_edit(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
         {"form": form, "agent": agent, "models": _model_options(request)},
         status=status,
     )
+
+
+@login_required
+@require_POST
+def agent_import(request: WorkspaceRequest) -> HttpResponse:
+    """Import an export (uploaded file or pasted text); goes to the imported root agent."""
+    request.actor.require_write()
+    upload = request.FILES.get("file")
+    if upload is not None and upload.size and upload.size > 2_000_000:
+        messages.error(request, "The file is too large (2 MB at most).")
+        return redirect("agents:index")
+    text = upload.read().decode("utf-8", errors="replace") if upload else request.POST.get("text", "")
+    try:
+        root = portability.agent_import(actor=request.actor, document=portability.parse_document(text))
+    except InvalidInputError as exc:
+        details = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+        messages.error(request, f"Import failed: {exc.message}" + (f" ({details})" if details else ""))
+        return redirect("agents:index")
+    messages.success(request, f"Imported “{root.name}” and the agents it uses.")
+    return redirect("agents:detail", agent_id=root.pk)
 
 
 @login_required

@@ -153,3 +153,19 @@ def test_viewer_reads_but_gets_403_on_writes(team, helper, viewer, page_client):
         assert client.post(path, form_data(other)).status_code == 403, path
     assert AgentHandoff.objects.count() == 1
     assert Agent.objects.count() == 2
+
+
+def test_import_page_and_export_links(team, page_client, fake_provider, outsider):
+    from agents_app.portability import agent_export_yaml
+
+    source = agent_create(actor=team, name="Exported")
+    client = page_client(team)
+    assert f"/api/v1/agents/{source.pk}/export?format=python" in client.get(f"/agents/{source.pk}/").content.decode()
+    assert client.get(f"/api/v1/agents/{source.pk}/export?format=json").status_code == 200
+    text = agent_export_yaml(actor=team, agent_id=source.pk)
+    response = page_client(outsider).post("/agents/import/", {"text": text})
+    imported = Agent.objects.get(workspace=outsider.workspace)
+    assert response["Location"] == f"/agents/{imported.pk}/"
+    bad = page_client(outsider).post("/agents/import/", {"text": "not: [an export"}, follow=True)
+    assert "Import failed" in bad.content.decode()
+    assert Agent.objects.filter(workspace=outsider.workspace).count() == 1

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from agents_app.models import Agent, AgentContext, AgentHandoff
+from agents_app.portability import agent_export, agent_export_python, agent_import
+from agents_app.runs import execute_run, prepare_run
+from agents_app.services import agent_create, context_create, handoff_add
+from providers_app.clients import close_clients_for_running_loop
+from tests.accounts_app.test_api import assert_error, post
+from tests.fakes import Reply, ToolCall
+
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+
+
+@pytest.fixture
+def graph(team, fake_provider):
+    a = agent_create(actor=team, name="Front desk", instructions="Route requests.", provider_id=fake_provider.pk)
+    b = agent_create(actor=team, name="Billing", instructions="Answer billing.", handoff_description="Invoices")
+    c = agent_create(actor=team, name="Lookup", instructions="Look up.")
+    handoff_add(actor=team, agent_id=a.pk, target_id=b.pk)
+    handoff_add(actor=team, agent_id=b.pk, target_id=a.pk, tool_name="back_to_front")
+    Agent.objects.filter(pk=b.pk).update(tools=[{"type": "agent", "agent_id": c.pk, "name": "lookup"}])
+    context_create(actor=team, agent_id=a.pk, name="shop", data={"shop": "Acme"})
+    return a
+
+
+def test_export_holds_the_whole_graph_by_name(team, graph):
+    document = agent_export(actor=team, agent_id=graph.pk)
+    assert (document["format"], document["root"]) == ("agents-platform/agents", "Front desk")
+    by_name = {a["name"]: a for a in document["agents"]}
+    assert set(by_name) == {"Front desk", "Billing", "Lookup"}
+    assert by_name["Billing"]["handoffs"][0] == {
+        "target": "Front desk",
+        "tool_name": "back_to_front",
+        "tool_description": "",
+    }
+    assert by_name["Billing"]["tools"] == [{"type": "agent", "name": "lookup", "agent": "Lookup"}]
+    assert by_name["Front desk"]["provider"] == "Fake"
+    assert "api_key" not in json.dumps(document)
+
+
+def test_import_round_trip_in_another_workspace(team, graph, outsider):
+    text = yaml.safe_dump(agent_export(actor=team, agent_id=graph.pk))
+    from agents_app.portability import parse_document
+
+    root = agent_import(actor=outsider, document=parse_document(text))
+    assert root.name == "Front desk"
+    assert root.workspace == outsider.workspace
+    assert root.provider is None  # no provider called "Fake" there: the workspace default
+    copied = {a.name: a for a in Agent.objects.filter(workspace=outsider.workspace)}
+    assert AgentHandoff.objects.filter(
+        source=copied["Billing"], target=copied["Front desk"], tool_name="back_to_front"
+    ).exists()
+    assert copied["Billing"].tools == [{"type": "agent", "name": "lookup", "agent_id": copied["Lookup"].pk}]
+    assert AgentContext.objects.get(agent=root).data == {"shop": "Acme"}
+    again = agent_import(actor=outsider, document=parse_document(text))
+    assert again.name == "Front desk (2)"
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"format": "other"}, "format"),
+        ({"format": "agents-platform/agents", "version": 1, "agents": []}, "agents"),
+        ({"format": "agents-platform/agents", "version": 1, "root": "X", "agents": [{"name": "A"}]}, "root"),
+        (
+            {
+                "format": "agents-platform/agents",
+                "version": 1,
+                "root": "A",
+                "agents": [{"name": "A", "handoffs": [{"target": "Nope"}]}],
+            },
+            "agents.A.handoffs",
+        ),
+        (
+            {"format": "agents-platform/agents", "version": 1, "root": "A", "agents": [{"name": "A", "max_turns": 0}]},
+            "agents.A.max_turns",
+        ),
+    ],
+)
+def test_bad_imports_create_nothing(team, document, field):
+    from agents_app.exceptions import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as info:
+        agent_import(actor=team, document=document)
+    assert field in info.value.fields
+    assert not Agent.objects.filter(workspace=team.workspace).exists()
+
+
+def test_api_export_and_import(team, graph, outsider, api_client):
+    client = api_client(team)
+    exported = client.get(f"/api/v1/agents/{graph.pk}/export?format=yaml")
+    assert exported["Content-Disposition"] == 'attachment; filename="front-desk.yaml"'
+    imported = post(api_client(outsider), "/api/v1/agents/import", {"text": exported.content.decode()})
+    assert imported.status_code == 201, imported.content
+    assert imported.json()["name"] == "Front desk"
+    assert client.get(f"/api/v1/agents/{graph.pk}/export?format=python")["Content-Type"].startswith("text/x-python")
+    assert_error(client.get(f"/api/v1/agents/{graph.pk}/export?format=docx"), 422, "validation_error")
+    assert_error(api_client(outsider).get(f"/api/v1/agents/{graph.pk}/export"), 404, "not_found")
+    assert_error(post(client, "/api/v1/agents/import", {"text": "{{{"}), 422, "validation_error")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exported_python_gives_the_same_answer_as_the_platform(team, fake_provider, fake_openai, tmp_path):
+    front = agent_create(actor=team, name="Front desk", instructions="Route.", output_schema=None)
+    billing = agent_create(actor=team, name="Billing", instructions="Answer billing.", output_schema=SCHEMA)
+    handoff_add(actor=team, agent_id=front.pk, target_id=billing.pk)
+    context_create(actor=team, agent_id=front.pk, name="shop", data={"shop": "Acme"})
+    script = [ToolCall("transfer_to_billing"), Reply('{"answer": "Your invoice is paid."}')]
+
+    fake_openai.script(*script)
+    prepared = prepare_run(actor=team, agent_id=front.pk, message="Is my invoice paid?")
+
+    async def go():
+        try:
+            return await execute_run(prepared)
+        finally:
+            await close_clients_for_running_loop()
+
+    platform = asyncio.run(go())
+    assert platform.status == "succeeded", platform.error
+    platform_requests = [r.body for r in fake_openai.requests_to("/v1/chat/completions")]
+
+    code = agent_export_python(actor=team, agent_id=front.pk)
+    path = tmp_path / "exported.py"
+    path.write_text(code)
+    fake_openai.reset()
+    fake_openai.script(*script)
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_MODEL": "fake-model",
+    }
+    result = subprocess.run(
+        [sys.executable, str(path), "Is my invoice paid?"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == platform.final_output == {"answer": "Your invoice is paid."}
+    exported_requests = [r.body for r in fake_openai.requests_to("/v1/chat/completions")]
+    assert [r["messages"][0] for r in exported_requests] == [r["messages"][0] for r in platform_requests]
+    assert [t["function"]["name"] for t in exported_requests[0]["tools"]] == ["transfer_to_billing"]
