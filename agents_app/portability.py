@@ -139,7 +139,7 @@ def agent_import(*, actor: Actor, document: dict[str, Any]) -> Agent:
         tools = []
         for tool in item.get("tools") or []:
             if isinstance(tool, dict) and tool.get("type") == "agent":
-                target = created.get(tool.get("agent"))
+                target = created.get(str(tool.get("agent")))
                 if target is None:
                     raise InvalidInputError(
                         f"Agent {name!r} uses an unknown agent as a tool.",
@@ -150,7 +150,7 @@ def agent_import(*, actor: Actor, document: dict[str, Any]) -> Agent:
         if tools:
             Agent.objects.filter(pk=agent.pk).update(tools=tools)
         for edge in item.get("handoffs") or []:
-            target = created.get(edge.get("target")) if isinstance(edge, dict) else None
+            target = created.get(str(edge.get("target"))) if isinstance(edge, dict) else None
             if target is None:
                 raise InvalidInputError(
                     f"Agent {name!r} hands off to an unknown agent.",
