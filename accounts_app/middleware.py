@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from accounts_app.actor import Actor
@@ -34,11 +36,20 @@ def session_actor(request: HttpRequest) -> Actor | None:
 
 
 class CurrentWorkspaceMiddleware:
-    """Sets ``request.actor`` lazily, so requests that never look at it cost no query."""
+    """Sets ``request.actor`` lazily, so requests that never look at it cost no query.
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    Sync and async capable: an async view (a streamed run) is not pushed through a thread for it.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
         request.actor = SimpleLazyObject(lambda: session_actor(request))  # type: ignore[attr-defined]
         return self.get_response(request)
