@@ -44,29 +44,13 @@ def _actor(request: HttpRequest) -> Actor:
     return request.auth  # type: ignore[attr-defined]
 
 
+_OUT_FIELDS = ("id", *sorted(services.AGENT_FIELDS), "version", "created_at", "updated_at")
+
+
 def agent_out(agent: Agent) -> dict[str, Any]:
     handoffs = list(agent.handoffs.select_related("target").all())
     return {
-        **{
-            f: getattr(agent, f)
-            for f in (
-                "id",
-                "name",
-                "instructions",
-                "provider_id",
-                "model_name",
-                "model_settings",
-                "handoff_description",
-                "output_schema",
-                "tools",
-                "guardrails",
-                "metadata",
-                "max_turns",
-                "version",
-                "created_at",
-                "updated_at",
-            )
-        },
+        **{field: getattr(agent, field) for field in _OUT_FIELDS},
         "handoffs": [
             {
                 "target_id": h.target_id,

@@ -14,6 +14,7 @@ from accounts_app.actor import Actor
 from agents_app.exceptions import ConflictError, InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentHandoff
 from agents_app.selectors import agent_get, context_get
+from config.db import save_or_field_error
 from providers_app.models import Provider
 from providers_app.runtime import clean_model_settings
 
@@ -111,13 +112,11 @@ def _provider_in_workspace(actor: Actor, provider_id: int | None, fields: dict[s
 def _save(agent: Agent, fields: dict[str, str]) -> Agent:
     if fields:
         raise InvalidInputError("The agent could not be saved.", fields=fields)
-    try:
-        with transaction.atomic():
-            agent.save()
-    except IntegrityError:
-        raise InvalidInputError(
-            "The agent could not be saved.", fields={"name": "Another agent of this workspace has this name."}
-        ) from None
+    save_or_field_error(
+        agent,
+        message="The agent could not be saved.",
+        conflict_fields={"name": "Another agent of this workspace has this name."},
+    )
     return agent
 
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts_app.actor import Actor
 from accounts_app.models import Role
+from config.db import save_or_field_error
 from providers_app.clients import new_client
 from providers_app.egress import check_base_url
 from providers_app.exceptions import InvalidInputError, ProviderError
@@ -129,13 +130,11 @@ def _save(provider: Provider, fields: dict[str, str], *, make_default: bool) -> 
             is_default=False
         )
         provider.is_default = True
-    try:
-        with transaction.atomic():
-            provider.save()
-    except IntegrityError:
-        raise InvalidInputError(
-            "The provider could not be saved.", fields={"name": "Another provider of this workspace has this name."}
-        ) from None
+    save_or_field_error(
+        provider,
+        message="The provider could not be saved.",
+        conflict_fields={"name": "Another provider of this workspace has this name."},
+    )
     return provider
 
 
