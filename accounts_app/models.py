@@ -56,6 +56,9 @@ class Workspace(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Bumped by every change to the workspace's agents, handoffs, contexts or providers: cached agent
+    # definitions are keyed by it (see agents_app.definitions).
+    config_version = models.PositiveBigIntegerField(default=0)
     members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="workspaces"
     )

@@ -29,10 +29,11 @@ from openai.types.responses import ResponseTextDeltaEvent
 from accounts_app.actor import Actor
 from accounts_app.models import CreditReservation
 from accounts_app.services import credits_refund, credits_reserve, credits_settle
+from agents_app.definitions import agent_definition
 from agents_app.exceptions import InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentRun, Conversation, RunStatus
 from agents_app.runtime import ConversationSession, Graph, RunContext, build_sdk_graph, load_graph, to_json
-from agents_app.selectors import agent_get, context_get, conversation_get
+from agents_app.selectors import conversation_get
 from config.errors import ApplicationError
 from providers_app.failures import describe_failure
 from providers_app.models import Provider, model_prices
@@ -112,12 +113,15 @@ def prepare_run(
         raise InvalidInputError(
             "The message is too long.", fields={"message": f"At most {MAX_MESSAGE_CHARS} characters."}
         )
-    agent = agent_get(actor=actor, agent_id=agent_id)
+    definition = agent_definition(actor=actor, agent_id=agent_id)
+    agent = definition.agent
     context: AgentContext | None
     if context_id is not None:
-        context = context_get(agent=agent, context_id=context_id)
+        context = next((c for c in definition.contexts if c.pk == context_id), None)
+        if context is None:
+            raise NotFoundError("Context not found.")
     else:
-        context = next((c for c in agent.contexts.all() if c.is_default), None)
+        context = next((c for c in definition.contexts if c.is_default), None)
     if conversation_id is not None:
         conversation = conversation_get(actor=actor, conversation_id=conversation_id)
         if conversation.agent_id != agent.pk:
@@ -126,7 +130,7 @@ def prepare_run(
         conversation = Conversation.objects.create(
             workspace=actor.workspace, agent=agent, title=message.strip()[:200], created_by=actor.user
         )
-    default_provider = provider_for_run(workspace=actor.workspace)
+    default_provider = definition.default_provider
     root_provider = (
         provider_get(actor=actor, provider_id=provider_id)
         if provider_id is not None
@@ -162,7 +166,7 @@ def prepare_run(
         created_by=actor.user,
         started_at=timezone.now(),
     )
-    graph = load_graph(root=agent)
+    graph = definition.graph
     if mode == "background":
         from agents_app.tasks import agent_run_execute as agent_run_execute_task
 

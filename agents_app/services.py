@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from accounts_app.actor import Actor
+from accounts_app.services.config_version import workspace_config_changed
 from agents_app.exceptions import ConflictError, InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentHandoff
 from agents_app.selectors import agent_get, context_get
@@ -112,6 +113,7 @@ def _provider_in_workspace(actor: Actor, provider_id: int | None, fields: dict[s
 def _save(agent: Agent, fields: dict[str, str]) -> Agent:
     if fields:
         raise InvalidInputError("The agent could not be saved.", fields=fields)
+    workspace_config_changed(workspace_id=agent.workspace_id)
     save_or_field_error(
         agent,
         message="The agent could not be saved.",
@@ -179,6 +181,7 @@ def agent_delete(*, actor: Actor, agent_id: int) -> None:
     """Delete an agent with its handoffs, contexts and conversations; its runs stay, detached."""
     actor.require_write()
     agent_get(actor=actor, agent_id=agent_id).delete()
+    workspace_config_changed(workspace_id=actor.workspace.pk)
 
 
 @transaction.atomic
@@ -213,6 +216,7 @@ def handoff_add(
     except IntegrityError:
         raise ConflictError(f"{source.name} already hands off to {target.name}.", code="handoff_exists") from None
     Agent.objects.filter(pk=source.pk).update(version=F("version") + 1)
+    workspace_config_changed(workspace_id=actor.workspace.pk)
     return handoff
 
 
@@ -225,6 +229,7 @@ def handoff_remove(*, actor: Actor, agent_id: int, target_id: int) -> None:
     if not deleted:
         raise NotFoundError("Handoff not found.")
     Agent.objects.filter(pk=source.pk).update(version=F("version") + 1)
+    workspace_config_changed(workspace_id=actor.workspace.pk)
 
 
 def _context_fields(name: str, data: Any, fields: dict[str, str]) -> None:
@@ -264,6 +269,7 @@ def context_create(
     if context.is_default:
         _make_only_default(context)
     context.save()
+    workspace_config_changed(workspace_id=actor.workspace.pk)
     return context
 
 
@@ -288,6 +294,7 @@ def context_update(*, actor: Actor, agent_id: int, context_id: int, changes: dic
     elif changes.get("is_default") is False:
         context.is_default = False
     context.save()
+    workspace_config_changed(workspace_id=actor.workspace.pk)
     return context
 
 
@@ -296,3 +303,4 @@ def context_delete(*, actor: Actor, agent_id: int, context_id: int) -> None:
     actor.require_write()
     agent = agent_get(actor=actor, agent_id=agent_id)
     context_get(agent=agent, context_id=context_id).delete()
+    workspace_config_changed(workspace_id=actor.workspace.pk)

@@ -134,3 +134,13 @@ def s3_server() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_agent_definitions():
+    """Each test starts with an empty definition cache (ids are reused between tests)."""
+    from agents_app.definitions import clear
+
+    clear()
+    yield
+    clear()

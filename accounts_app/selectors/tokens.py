@@ -6,7 +6,7 @@ import hashlib
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts_app.actor import Actor
@@ -33,15 +33,20 @@ def api_token_authenticate(*, raw_token: str) -> Actor | None:
     if not raw_token.startswith(settings.API_TOKEN_PREFIX) or len(raw_token) > 200:
         return None
     digest = hashlib.sha256(raw_token.encode()).hexdigest()
-    token = ApiToken.objects.select_related("user", "workspace").filter(token_hash=digest).first()
+    # One query: the token, its user and workspace, and the user's current role there.
+    role_in_workspace = Membership.objects.filter(
+        user_id=OuterRef("user_id"), workspace_id=OuterRef("workspace_id")
+    ).values("role")[:1]
+    token = (
+        ApiToken.objects.select_related("user", "workspace")
+        .annotate(member_role=Subquery(role_in_workspace))
+        .filter(token_hash=digest)
+        .first()
+    )
     now = timezone.now()
     if token is None or not token.is_active(now=now) or not token.user.is_active:
         return None
-    role = (
-        Membership.objects.filter(user_id=token.user_id, workspace_id=token.workspace_id)
-        .values_list("role", flat=True)
-        .first()
-    )
+    role = token.member_role
     if role is None:
         return None
     resolution = timedelta(seconds=settings.API_TOKEN_LAST_USED_RESOLUTION_SECONDS)

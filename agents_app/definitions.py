@@ -1,0 +1,68 @@
+"""Per-process cache of what a run needs to know about an agent: its row, contexts, graph and the default provider.
+
+Loading it costs several queries; it changes only when someone edits the workspace's configuration, and
+every such edit bumps ``Workspace.config_version`` (accounts_app.services.config_version). The request's
+actor already carries its workspace row, so checking the cache costs no query at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from accounts_app.actor import Actor
+from agents_app.models import Agent, AgentContext
+from agents_app.runtime import Graph, load_graph
+from agents_app.selectors import agent_get
+from providers_app.models import Provider
+from providers_app.selectors import provider_for_run
+
+MAX_ENTRIES = 512
+
+
+@dataclass(frozen=True)
+class AgentDefinition:
+    """Read-only: shared between requests of this process; never mutate it."""
+
+    agent: Agent
+    contexts: tuple[AgentContext, ...]
+    graph: Graph
+    default_provider: Provider
+
+
+_cache: OrderedDict[tuple[int, int], tuple[int, AgentDefinition]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def agent_definition(*, actor: Actor, agent_id: int) -> AgentDefinition:
+    """Return the agent's definition, from the cache when the workspace's configuration has not changed.
+
+    Raises NotFoundError for an agent outside the actor's workspace (the cache is keyed by workspace).
+    """
+    key = (actor.workspace.pk, agent_id)
+    version = actor.workspace.config_version
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] == version:
+            _cache.move_to_end(key)
+            return hit[1]
+    agent = agent_get(actor=actor, agent_id=agent_id)
+    definition = AgentDefinition(
+        agent=agent,
+        contexts=tuple(agent.contexts.all()),
+        graph=load_graph(root=agent),
+        default_provider=provider_for_run(workspace=actor.workspace),
+    )
+    with _lock:
+        _cache[key] = (version, definition)
+        _cache.move_to_end(key)
+        while len(_cache) > MAX_ENTRIES:
+            _cache.popitem(last=False)
+    return definition
+
+
+def clear() -> None:
+    """Forget everything (tests)."""
+    with _lock:
+        _cache.clear()
