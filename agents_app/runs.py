@@ -310,11 +310,10 @@ def finish_run(
     """Record how the run ended and settle its credits. Returns the AgentRun.
 
     Success settles at the real cost; failure and cancellation refund the reservation. Idempotent:
-    a run already finished is returned as it is.
+    the outcome is written by one conditional UPDATE that only an unfinished run matches, and only
+    its winner moves credits; a run finished already is returned as it is.
     """
-    run = AgentRun.objects.select_for_update().get(pk=prepared.run.pk)
-    if run.is_terminal:
-        return run
+    run = prepared.run
     now = timezone.now()
     run.finished_at = now
     run.duration_ms = int((now - run.started_at).total_seconds() * 1000) if run.started_at else None
@@ -329,16 +328,33 @@ def finish_run(
         run.final_output = to_json(output) if not isinstance(output, str) else output
         run.status = RunStatus.SUCCEEDED
         run.cost = run_cost(prepared.root_provider, prepared.root_model, run.usage)
-        if reservation is not None:
-            credits_settle(reservation=reservation, cost=run.cost)
     else:
         failure = describe_run_error(error, prepared) if error is not None else None
         run.status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
         run.error = failure.message if failure else "Cancelled: the client went away."
         run.error_code = failure.code if failure else "cancelled"
-        if reservation is not None:
+    fields = [
+        "status",
+        "finished_at",
+        "duration_ms",
+        "usage",
+        "new_items",
+        "last_agent_name",
+        "final_output",
+        "cost",
+        "error",
+        "error_code",
+    ]
+    claimed = AgentRun.objects.filter(pk=run.pk, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).update(
+        **{field: getattr(run, field) for field in fields}
+    )
+    if claimed != 1:
+        return AgentRun.objects.get(pk=run.pk)
+    if reservation is not None:
+        if run.status == RunStatus.SUCCEEDED:
+            credits_settle(reservation=reservation, cost=run.cost)
+        else:
             credits_refund(reservation=reservation, reason=f"Run {run.pk} {run.status}")
-    run.save()
     return run
 
 

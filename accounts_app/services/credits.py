@@ -176,16 +176,18 @@ def credits_reserve(
     return reservation
 
 
-def _close_reservation(reservation_id: int, status: ReservationStatus) -> tuple[int, Decimal]:
+def _close_reservation(
+    reservation_id: int, status: ReservationStatus, charged: Decimal | None = None
+) -> tuple[int, Decimal]:
     """Mark an open reservation closed in one statement; return (workspace id, amount reserved).
 
     Raises ConflictError when it is not open (settled or refunded already), so closing twice is harmless.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {_RESERVATION} SET status = %s, closed_at = now() "  # noqa: S608
+            f"UPDATE {_RESERVATION} SET status = %s, charged = %s, closed_at = now() "  # noqa: S608
             "WHERE id = %s AND status = 'open' RETURNING workspace_id, amount",
-            [status.value, reservation_id],
+            [status.value, charged, reservation_id],
         )
         row = cursor.fetchone()
     if row is None:
@@ -203,7 +205,8 @@ def credits_settle(*, reservation: CreditReservation, cost: Decimal | int | str)
     because the balance never goes negative. Raises ConflictError if the reservation is closed.
     """
     real_cost = _clean_amount(cost, field="cost", allow_zero=True)
-    workspace_id, reserved = _close_reservation(reservation.pk, ReservationStatus.SETTLED)
+    # Most runs cost less than they reserved: then the charge is known now and set in the same statement.
+    workspace_id, reserved = _close_reservation(reservation.pk, ReservationStatus.SETTLED, charged=real_cost)
     memo = f"Settled {real_cost.normalize():f} of {reserved.normalize():f} reserved"
     difference = reserved - real_cost
     if difference >= 0:
@@ -225,7 +228,8 @@ def credits_settle(*, reservation: CreditReservation, cost: Decimal | int | str)
         difference = -taken
         if uncovered > 0:
             memo += f"; {uncovered.normalize():f} not covered by the balance"
-    CreditReservation.objects.filter(pk=reservation.pk).update(charged=charged)
+    if charged != real_cost:
+        CreditReservation.objects.filter(pk=reservation.pk).update(charged=charged)
     reservation.status, reservation.charged = ReservationStatus.SETTLED, charged
     return _ledger(
         workspace_id=workspace_id,
@@ -240,8 +244,7 @@ def credits_settle(*, reservation: CreditReservation, cost: Decimal | int | str)
 @transaction.atomic
 def credits_refund(*, reservation: CreditReservation, reason: str = "") -> LedgerEntry:
     """Return a reservation's credits in full (the run failed). Raises ConflictError if it is closed."""
-    workspace_id, reserved = _close_reservation(reservation.pk, ReservationStatus.REFUNDED)
-    CreditReservation.objects.filter(pk=reservation.pk).update(charged=Decimal(0))
+    workspace_id, reserved = _close_reservation(reservation.pk, ReservationStatus.REFUNDED, charged=Decimal(0))
     reservation.status, reservation.charged = ReservationStatus.REFUNDED, Decimal(0)
     balance = _add_to_balance(workspace_id, reserved)
     return _ledger(

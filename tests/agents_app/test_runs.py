@@ -264,3 +264,24 @@ def test_agent_tools_are_validated(team, fake_provider, outsider):
         with pytest.raises(InvalidInputError) as info:
             agent_create(actor=team, name="T", tools=tools)
         assert "tools" in info.value.fields
+
+
+def test_finishing_twice_moves_credits_once(team, helper, fake_openai):
+    from agents_app.runs import finish_run
+
+    fake_openai.script(Reply("Done.", usage=(10, 10)))
+    prepared = prepare_run(actor=team, agent_id=helper.pk, message="Hi")
+
+    async def go():
+        try:
+            return await execute_run(prepared)
+        finally:
+            await close_clients_for_running_loop()
+
+    run = asyncio.run(go())
+    after_first = balance(team)
+    again = finish_run(prepared, result=None, cancelled=True)  # a late cancel after the run finished
+    assert (again.status, AgentRun.objects.get(pk=run.pk).status) == ("succeeded", "succeeded")
+    assert balance(team) == after_first
+    kinds = sorted(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))
+    assert kinds == ["reserve", "settle"]
