@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -31,8 +31,8 @@ from accounts_app.models import CreditReservation
 from accounts_app.services import credits_refund, credits_reserve, credits_settle
 from agents_app.definitions import agent_definition
 from agents_app.exceptions import InvalidInputError, NotFoundError
-from agents_app.models import Agent, AgentContext, AgentRun, Conversation, RunStatus
-from agents_app.runtime import ConversationSession, Graph, RunContext, build_sdk_graph, load_graph, to_json
+from agents_app.models import Agent, AgentContext, AgentRun, Conversation, ConversationItem, RunStatus
+from agents_app.runtime import Graph, RunContext, build_sdk_graph, load_graph, to_json
 from agents_app.selectors import conversation_get
 from config.errors import ApplicationError
 from providers_app.failures import describe_failure
@@ -58,7 +58,22 @@ class PreparedRun:
     default_provider: Provider
     root_model: str
     max_turns: int
-    new_conversation: bool = False
+    history: list[Any] = field(default_factory=list)
+
+    def run_input(self) -> list[Any]:
+        """The conversation so far plus the new message: what the starting agent receives."""
+        return [*self.history, user_item(self.message)]
+
+
+def user_item(message: str) -> dict[str, Any]:
+    return {"role": "user", "content": message}
+
+
+def conversation_history(conversation_id: int) -> list[Any]:
+    """Return the conversation's items, oldest first (Responses-format input items)."""
+    return list(
+        ConversationItem.objects.filter(conversation_id=conversation_id).order_by("id").values_list("data", flat=True)
+    )
 
 
 def _estimate_tokens(text: str) -> int:
@@ -185,7 +200,7 @@ def prepare_run(
         root_provider=root_provider,
         default_provider=default_provider,
         root_model=root_model,
-        new_conversation=conversation_id is None,
+        history=conversation_history(conversation.pk) if conversation_id is not None else [],
         max_turns=agent.max_turns,
     )
 
@@ -219,6 +234,7 @@ def load_prepared(run: AgentRun) -> PreparedRun:
         default_provider=default_provider,
         root_model=run.model_name,
         max_turns=agent.max_turns,
+        history=conversation_history(run.conversation_id) if run.conversation_id else [],
     )
 
 
@@ -350,6 +366,12 @@ def finish_run(
     )
     if claimed != 1:
         return AgentRun.objects.get(pk=run.pk)
+    if run.status == RunStatus.SUCCEEDED and run.conversation_id:
+        # The conversation remembers completed turns only: the message and everything the run produced.
+        ConversationItem.objects.bulk_create(
+            ConversationItem(conversation_id=run.conversation_id, data=item)
+            for item in [user_item(prepared.message), *run.new_items]
+        )
     if reservation is not None:
         if run.status == RunStatus.SUCCEEDED:
             credits_settle(reservation=reservation, cost=run.cost)
@@ -365,10 +387,9 @@ async def execute_run(prepared: PreparedRun) -> AgentRun:
         sdk_agent = build_sdk_graph(prepared.graph, _resolver(prepared))
         result = await Runner.run(
             sdk_agent,
-            prepared.message,
+            prepared.run_input(),
             context=prepared.context,
             max_turns=prepared.max_turns,
-            session=ConversationSession(prepared.conversation_id, known_empty=prepared.new_conversation),
             run_config=_run_config(prepared),
         )
     except asyncio.CancelledError:
@@ -447,10 +468,9 @@ async def stream_run(prepared: PreparedRun) -> AsyncIterator[dict[str, Any]]:
         sdk_agent = build_sdk_graph(prepared.graph, _resolver(prepared))
         result = Runner.run_streamed(
             sdk_agent,
-            prepared.message,
+            prepared.run_input(),
             context=prepared.context,
             max_turns=prepared.max_turns,
-            session=ConversationSession(prepared.conversation_id, known_empty=prepared.new_conversation),
             run_config=_run_config(prepared),
         )
         async for event in result.stream_events():

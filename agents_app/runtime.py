@@ -1,4 +1,4 @@
-"""From rows to an SDK run: the agent graph, structured output, conversation memory and run context.
+"""From rows to an SDK run: the agent graph, structured output and run context.
 
 The graph is built per run from rows loaded once (``load_graph``), so a run never touches the ORM
 while the SDK is running, and cyclic handoffs (A -> B -> A) resolve through a memo: each row becomes
@@ -14,11 +14,9 @@ from typing import Any
 
 from agents import Agent as SDKAgent
 from agents import AgentOutputSchemaBase, ModelBehaviorError, RunContextWrapper, handoff
-from agents.memory import SessionABC
-from asgiref.sync import sync_to_async
 from jsonschema import Draft202012Validator
 
-from agents_app.models import Agent, AgentHandoff, ConversationItem
+from agents_app.models import Agent, AgentHandoff
 from providers_app.models import Provider
 from providers_app.runtime import ResolvedModel
 
@@ -57,47 +55,6 @@ class JsonSchemaOutput(AgentOutputSchemaBase):
             where = "/".join(str(p) for p in first.absolute_path) or "(root)"
             raise ModelBehaviorError(f"The model's output does not match the output schema at {where}: {first.message}")
         return data
-
-
-class ConversationSession(SessionABC):
-    """The SDK session of a conversation, kept in Postgres as ConversationItem rows."""
-
-    def __init__(self, conversation_id: int, *, known_empty: bool = False) -> None:
-        self.conversation_id = conversation_id
-        self.session_id = str(conversation_id)
-        self.session_settings = None
-        # A conversation created for this very run has no history: no need to ask the database.
-        self._known_empty = known_empty
-
-    async def get_items(self, limit: int | None = None) -> list[Any]:
-        if self._known_empty:
-            return []
-
-        def load() -> list[Any]:
-            rows = ConversationItem.objects.filter(conversation_id=self.conversation_id).order_by("-id")
-            if limit is not None:
-                rows = rows[:limit]
-            return [row.data for row in reversed(list(rows))]
-
-        return await sync_to_async(load)()
-
-    async def add_items(self, items: list[Any]) -> None:
-        rows = [ConversationItem(conversation_id=self.conversation_id, data=to_json(item)) for item in items]
-        await sync_to_async(ConversationItem.objects.bulk_create)(rows)
-        self._known_empty = False
-
-    async def pop_item(self) -> Any | None:
-        def pop() -> Any | None:
-            row = ConversationItem.objects.filter(conversation_id=self.conversation_id).order_by("-id").first()
-            if row is None:
-                return None
-            row.delete()
-            return row.data
-
-        return await sync_to_async(pop)()
-
-    async def clear_session(self) -> None:
-        await sync_to_async(ConversationItem.objects.filter(conversation_id=self.conversation_id).delete)()
 
 
 def to_json(value: Any) -> Any:

@@ -285,3 +285,31 @@ def test_finishing_twice_moves_credits_once(team, helper, fake_openai):
     assert balance(team) == after_first
     kinds = sorted(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))
     assert kinds == ["reserve", "settle"]
+
+
+def test_failed_turns_are_not_remembered(team, helper, fake_openai):
+    fake_openai.script(Reply("First answer."), Error(400), Reply("Third answer."))
+    first = run_sync(team, helper, "one")
+    failed = run_sync(team, helper, "two", conversation_id=first.conversation_id)
+    assert failed.status == "failed"
+    run_sync(team, helper, "three", conversation_id=first.conversation_id)
+    messages = fake_openai.requests_to("/v1/chat/completions")[2].body["messages"]
+    contents = [json.dumps(m.get("content")) for m in messages]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert not any('"two"' in c for c in contents)
+    assert ConversationItem.objects.filter(conversation=first.conversation).count() == 4
+
+
+def test_a_background_run_continues_a_conversation(team, helper, fake_openai, monkeypatch):
+    from agents_app.tasks import agent_run_execute
+
+    monkeypatch.setattr(agent_run_execute, "delay", lambda **kwargs: None)
+    fake_openai.script(Reply("Noted: blue."), Reply("You said blue."))
+    first = run_sync(team, helper, "My colour is blue.")
+    queued = prepare_run(
+        actor=team, agent_id=helper.pk, message="What colour?", mode="background", conversation_id=first.conversation_id
+    ).run
+    assert agent_run_execute.run(run_id=queued.pk) == "succeeded"
+    messages = fake_openai.requests_to("/v1/chat/completions")[1].body["messages"]
+    assert "blue" in json.dumps(messages[1])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
