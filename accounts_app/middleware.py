@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from accounts_app.actor import Actor
+from config.middleware import BothModesMiddleware
 
 SESSION_KEY = "workspace_id"
 
@@ -35,21 +32,11 @@ def session_actor(request: HttpRequest) -> Actor | None:
     return actor
 
 
-class CurrentWorkspaceMiddleware:
+class CurrentWorkspaceMiddleware(BothModesMiddleware):
     """Sets ``request.actor`` lazily, so requests that never look at it cost no query.
 
     Sync and async capable: an async view (a streamed run) is not pushed through a thread for it.
     """
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
+    def process_request(self, request: HttpRequest) -> None:
         request.actor = SimpleLazyObject(lambda: session_actor(request))  # type: ignore[attr-defined]
-        return self.get_response(request)

@@ -13,7 +13,7 @@ from django_htmx.http import reswap, retarget
 from config.errors import ApplicationError
 
 
-class _BothModes:
+class BothModesMiddleware:
     """Base for middleware that works in sync and async chains alike (no thread hop for async views)."""
 
     sync_capable = True
@@ -26,6 +26,7 @@ class _BothModes:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
+        self.process_request(request)
         if self.is_async:
             return self._acall(request)
         return self.process_response(request, self.get_response(request))
@@ -33,11 +34,14 @@ class _BothModes:
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         return self.process_response(request, await self.get_response(request))
 
+    def process_request(self, request: HttpRequest) -> None:
+        """Runs before the view; must not block (no queries): it runs on the event loop in async chains."""
+
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         return response
 
 
-class ApplicationErrorMiddleware(_BothModes):
+class ApplicationErrorMiddleware(BothModesMiddleware):
     """Pages only: the API has its own handlers in config/api.py.
 
     A full page request gets the error page with the error's status (404 for another workspace's
@@ -57,7 +61,7 @@ class ApplicationErrorMiddleware(_BothModes):
         return render(request, "error.html", context, status=exception.status_code)
 
 
-class ApiErrorShapeMiddleware(_BothModes):
+class ApiErrorShapeMiddleware(BothModesMiddleware):
     """Give the API's routing errors (unknown path 404, wrong method 405) the API's JSON error format.
 
     Errors raised inside endpoints already have it (config/api.py); these two are answered by Django's
