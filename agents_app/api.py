@@ -5,7 +5,6 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
@@ -35,6 +34,7 @@ from agents_app.schemas import (
     RunOut,
     RunQueuedOut,
 )
+from config.db import db_call
 
 router = Router(tags=["agents"])
 runs_router = Router(tags=["runs"])
@@ -238,7 +238,8 @@ async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput)
             "Choose stream or background, not both.", fields={"background": "Cannot be combined with stream."}
         )
     mode = "background" if payload.background else "stream" if payload.stream else "sync"
-    prepared = await sync_to_async(prepare_run)(
+    prepared = await db_call(
+        prepare_run,
         actor=actor,
         agent_id=agent_id,
         message=payload.message,

@@ -2,8 +2,8 @@
 finish (record output, items, usage and cost; settle or refund).
 
 Preparation and finishing touch the database (sync, in transactions); execution happens in the
-event loop and never touches the ORM, except through the conversation session, which goes through
-``sync_to_async``.
+event loop and never touches the ORM. Async callers run preparation and finishing through
+``config.db.db_call``, so a run holds no database connection while the model works.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import openai
 from agents import MaxTurnsExceeded, ModelBehaviorError, RunConfig, Runner, gen_trace_id
 from agents.exceptions import AgentsException
 from agents.result import RunResultBase
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -34,6 +33,7 @@ from agents_app.exceptions import InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentRun, Conversation, ConversationItem, RunStatus
 from agents_app.runtime import Graph, RunContext, build_sdk_graph, load_graph, to_json
 from agents_app.selectors import conversation_get
+from config.db import db_call
 from config.errors import ApplicationError
 from providers_app.failures import describe_failure
 from providers_app.models import Provider, model_prices
@@ -141,7 +141,9 @@ def prepare_run(
         conversation = conversation_get(actor=actor, conversation_id=conversation_id)
         if conversation.agent_id != agent.pk:
             raise NotFoundError("Conversation not found for this agent.")
+        history = conversation_history(conversation.pk)
     else:
+        history = []
         conversation = Conversation.objects.create(
             workspace=actor.workspace, agent=agent, title=message.strip()[:200], created_by=actor.user
         )
@@ -156,13 +158,7 @@ def prepare_run(
         or root_provider.default_model
         or next(iter(root_provider.model_list()), "")
     )
-    reservation = credits_reserve(
-        workspace=actor.workspace,
-        amount=_reservation_amount(root_provider, root_model, message, agent.instructions),
-        purpose=f"Run of {agent.name}",
-        reserved_by=actor.user,
-    )
-    run = AgentRun.objects.create(
+    run = AgentRun(
         workspace=actor.workspace,
         agent=agent,
         agent_name=agent.name,
@@ -172,7 +168,6 @@ def prepare_run(
         input=message,
         context_name=context.name if context else "",
         context_data=dict(context.data) if context else {},
-        reservation=reservation,
         provider=root_provider if root_provider.pk else None,
         provider_type=root_provider.type,
         model_name=root_model,
@@ -180,6 +175,19 @@ def prepare_run(
         metadata=metadata or {},
         created_by=actor.user,
         started_at=timezone.now(),
+    )
+
+    def record_run(reservation: CreditReservation) -> None:
+        run.reservation = reservation
+        run.save(force_insert=True)
+
+    # Last, so the workspace's balance stays locked only for the statement that takes the credits.
+    credits_reserve(
+        workspace=actor.workspace,
+        amount=_reservation_amount(root_provider, root_model, message, agent.instructions),
+        purpose=f"Run of {agent.name}",
+        reserved_by=actor.user,
+        attach=record_run,
     )
     graph = definition.graph
     if mode == "background":
@@ -200,7 +208,7 @@ def prepare_run(
         root_provider=root_provider,
         default_provider=default_provider,
         root_model=root_model,
-        history=conversation_history(conversation.pk) if conversation_id is not None else [],
+        history=history,
         max_turns=agent.max_turns,
     )
 
@@ -393,11 +401,11 @@ async def execute_run(prepared: PreparedRun) -> AgentRun:
             run_config=_run_config(prepared),
         )
     except asyncio.CancelledError:
-        await asyncio.shield(sync_to_async(finish_run)(prepared, result=result, cancelled=True))
+        await asyncio.shield(db_call(finish_run, prepared, result=result, cancelled=True))
         raise
     except Exception as exc:
-        return await sync_to_async(finish_run)(prepared, result=result, error=exc)
-    return await sync_to_async(finish_run)(prepared, result=result)
+        return await db_call(finish_run, prepared, result=result, error=exc)
+    return await db_call(finish_run, prepared, result=result)
 
 
 def _event(name: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -477,19 +485,19 @@ async def stream_run(prepared: PreparedRun) -> AsyncIterator[dict[str, Any]]:
             translated = _translate(event)
             if translated is not None:
                 yield translated
-        run = await sync_to_async(finish_run)(prepared, result=result)
+        run = await db_call(finish_run, prepared, result=result)
         finished = True
     except (asyncio.CancelledError, GeneratorExit):
         raise
     except Exception as exc:
-        run = await sync_to_async(finish_run)(prepared, result=result, error=exc)
+        run = await db_call(finish_run, prepared, result=result, error=exc)
         finished = True
         yield _event("error", {"code": run.error_code, "detail": run.error})
     finally:
         if not finished:
             if result is not None:
                 result.cancel()
-            await asyncio.shield(sync_to_async(finish_run)(prepared, result=result, cancelled=True))
+            await asyncio.shield(db_call(finish_run, prepared, result=result, cancelled=True))
     yield _event("done", done_payload(run))
 
 

@@ -18,6 +18,7 @@ from ninja.security import HttpBearer, SessionAuth
 
 from accounts_app.actor import Actor
 from config.errors import ApplicationError, InvalidInputError
+from config.middleware import is_token_api_request
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,16 @@ class TokenAuth(HttpBearer):
 
 
 class BrowserSessionAuth(SessionAuth):
-    """The browser's session cookie (CSRF checked on unsafe methods); resolves to the session's Actor."""
+    """The browser's session cookie (CSRF checked on unsafe methods); resolves to the session's Actor.
+
+    A request that carries a bearer token is authenticated by the token alone: it never falls back to
+    the session (the session middleware skip such requests, see config/middleware.py).
+    """
+
+    def __call__(self, request: HttpRequest) -> Actor | None:
+        if is_token_api_request(request) or not hasattr(request, "user"):
+            return None
+        return super().__call__(request)
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Actor | None:
         if not request.user.is_authenticated:

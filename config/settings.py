@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.embedded import embedded_database, filesystem_broker_options
 from config.env import env_bool, env_choice, env_int, env_list, env_secret, env_str
+from config.middleware_setting import MiddlewareSetting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -64,21 +65,26 @@ INSTALLED_APPS = [
     "traces_app",
 ]
 
-MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "servestatic.middleware.ServeStaticMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
-    "accounts_app.middleware.CurrentWorkspaceMiddleware",
-    "config.middleware.ApplicationErrorMiddleware",
-    "config.middleware.ApiErrorShapeMiddleware",
-]
+# Django's stock middleware, adapted in config/middleware.py: the ones that only compute run on the
+# event loop instead of hopping threads; the browser-only ones (session, CSRF, user, messages) skip API
+# calls that carry a bearer token. Same behaviour, much less overhead per API call under ASGI.
+MIDDLEWARE = MiddlewareSetting(
+    [
+        "config.middleware.SecurityMiddleware",
+        "servestatic.middleware.ServeStaticMiddleware",
+        "config.middleware.SessionMiddleware",
+        "config.middleware.CommonMiddleware",
+        "config.middleware.CsrfViewMiddleware",
+        "config.middleware.AuthenticationMiddleware",
+        "config.middleware.MessageMiddleware",
+        "config.middleware.XFrameOptionsMiddleware",
+        "config.middleware.CSPMiddleware",
+        "django_htmx.middleware.HtmxMiddleware",
+        "accounts_app.middleware.CurrentWorkspaceMiddleware",
+        "config.middleware.ApplicationErrorMiddleware",
+        "config.middleware.ApiErrorShapeMiddleware",
+    ]
+)
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"

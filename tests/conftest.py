@@ -144,3 +144,41 @@ def _fresh_agent_definitions():
     clear()
     yield
     clear()
+
+
+@pytest.fixture
+def asgi_server(transactional_db) -> Iterator[str]:
+    """The app under uvicorn (ASGI, as in production: streamed answers need it), on the test database."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from config.asgi import application
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            # The plain asyncio loop closes idle keep-alive sockets cleanly at shutdown (uvloop warns).
+            loop="asyncio",
+            http="h11",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
