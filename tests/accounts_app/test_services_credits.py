@@ -70,7 +70,7 @@ def test_reserve_takes_from_balance(team):
 
 
 def test_reserve_more_than_balance_is_refused_and_changes_nothing(team):
-    attached = []
+    attached: list[object] = []
     # The transaction stands for the caller's (a run's preparation): a refusal rolls all of it back.
     with pytest.raises(InsufficientCreditsError) as info, transaction.atomic():
         credits_reserve(workspace=team.workspace, amount=101, attach=attached.append)
