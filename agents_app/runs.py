@@ -21,19 +21,20 @@ from agents import MaxTurnsExceeded, ModelBehaviorError, RunConfig, Runner, gen_
 from agents.exceptions import AgentsException
 from agents.result import RunResultBase
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from openai.types.responses import ResponseTextDeltaEvent
 
 from accounts_app.actor import Actor
-from accounts_app.models import CreditReservation
-from accounts_app.services import credits_refund, credits_reserve, credits_settle
+from accounts_app.models import CreditReservation, ReservationStatus
+from accounts_app.services import credits_refund
+from accounts_app.services.credits import credits_close_ctes, credits_refused, credits_take_ctes
 from agents_app.definitions import agent_definition
 from agents_app.exceptions import InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentRun, Conversation, ConversationItem, RunStatus
 from agents_app.runtime import Graph, RunContext, build_sdk_graph, load_graph, to_json
 from agents_app.selectors import conversation_get
-from config.db import db_call
+from config.db import db_call, insert_cte, update_set
 from config.errors import ApplicationError
 from providers_app.failures import describe_failure
 from providers_app.models import Provider, model_prices
@@ -102,7 +103,6 @@ def run_cost(provider: Provider, model: str, usage: dict[str, int]) -> Decimal:
     ) / _MILLION
 
 
-@transaction.atomic
 def prepare_run(
     *,
     actor: Actor,
@@ -137,16 +137,13 @@ def prepare_run(
             raise NotFoundError("Context not found.")
     else:
         context = next((c for c in definition.contexts if c.is_default), None)
+    conversation: Conversation | None = None
+    history: list[Any] = []
     if conversation_id is not None:
         conversation = conversation_get(actor=actor, conversation_id=conversation_id)
         if conversation.agent_id != agent.pk:
             raise NotFoundError("Conversation not found for this agent.")
         history = conversation_history(conversation.pk)
-    else:
-        history = []
-        conversation = Conversation.objects.create(
-            workspace=actor.workspace, agent=agent, title=message.strip()[:200], created_by=actor.user
-        )
     default_provider = definition.default_provider
     root_provider = (
         provider_get(actor=actor, provider_id=provider_id)
@@ -176,19 +173,43 @@ def prepare_run(
         created_by=actor.user,
         started_at=timezone.now(),
     )
-
-    def record_run(reservation: CreditReservation) -> None:
-        run.reservation = reservation
-        run.save(force_insert=True)
-
-    # Last, so the workspace's balance stays locked only for the statement that takes the credits.
-    credits_reserve(
+    # One statement: take the credits, and only if they were taken, record the reservation, the new
+    # conversation and the run. The balance is locked for that statement and its commit only.
+    ctes, params, amount = credits_take_ctes(
         workspace=actor.workspace,
         amount=_reservation_amount(root_provider, root_model, message, agent.instructions),
         purpose=f"Run of {agent.name}",
         reserved_by=actor.user,
-        attach=record_run,
     )
+    parts = [ctes]
+    computed = {"reservation_id": "credit_reservation.id"}
+    if conversation is None:
+        conversation = Conversation(
+            workspace=actor.workspace, agent=agent, title=message.strip()[:200], created_by=actor.user
+        )
+        sql, conversation_params = insert_cte(conversation, name="run_conversation", source="credit_reservation")
+        parts.append(sql)
+        params |= conversation_params
+        computed["conversation_id"] = "(SELECT id FROM run_conversation)"
+    sql, run_params = insert_cte(
+        run, name="run_row", source="credit_reservation", computed=computed, returning="id, conversation_id"
+    )
+    parts.append(sql)
+    params |= run_params
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {', '.join(parts)} SELECT run_row.id, run_row.conversation_id, credit_reservation.id "  # noqa: S608
+            "FROM run_row, credit_reservation",
+            params,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise credits_refused(workspace=actor.workspace, amount=amount)
+    run.pk, run.reservation_id = row[0], row[2]
+    run._state.adding = False
+    conversation.pk = row[1]
+    conversation._state.adding = False
+    run.conversation = conversation
     graph = definition.graph
     if mode == "background":
         from agents_app.tasks import agent_run_execute as agent_run_execute_task
@@ -323,7 +344,22 @@ def describe_run_error(exc: BaseException, prepared: PreparedRun) -> Application
     return ApplicationError(f"The run failed unexpectedly ({type(exc).__name__}).", code="run_error")
 
 
-@transaction.atomic
+_RUN_TABLE = AgentRun._meta.db_table
+_ITEM_TABLE = ConversationItem._meta.db_table
+_FINISH_FIELDS = (
+    "status",
+    "finished_at",
+    "duration_ms",
+    "usage",
+    "new_items",
+    "last_agent_name",
+    "final_output",
+    "cost",
+    "error",
+    "error_code",
+)
+
+
 def finish_run(
     prepared: PreparedRun,
     *,
@@ -331,11 +367,12 @@ def finish_run(
     error: BaseException | None = None,
     cancelled: bool = False,
 ) -> AgentRun:
-    """Record how the run ended and settle its credits. Returns the AgentRun.
+    """Record how the run ended and settle its credits, in one statement. Returns the AgentRun.
 
-    Success settles at the real cost; failure and cancellation refund the reservation. Idempotent:
-    the outcome is written by one conditional UPDATE that only an unfinished run matches, and only
-    its winner moves credits; a run finished already is returned as it is.
+    Success settles at the real cost and adds the turn to the conversation; failure and cancellation
+    refund the reservation. Idempotent: the outcome is written by a conditional UPDATE that only an
+    unfinished run matches, and the conversation and credits move only with it; a run finished already
+    is returned as it is.
     """
     run = prepared.run
     now = timezone.now()
@@ -345,8 +382,6 @@ def finish_run(
     if result is not None:
         run.new_items = to_json([item.to_input_item() for item in result.new_items])
         run.last_agent_name = result.last_agent.name if result.last_agent else ""
-    # Settling needs only the id: no need to load the reservation.
-    reservation = CreditReservation(pk=run.reservation_id) if run.reservation_id else None
     if error is None and not cancelled and result is not None:
         output = result.final_output
         run.final_output = to_json(output) if not isinstance(output, str) else output
@@ -357,34 +392,53 @@ def finish_run(
         run.status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
         run.error = failure.message if failure else "Cancelled: the client went away."
         run.error_code = failure.code if failure else "cancelled"
-    fields = [
-        "status",
-        "finished_at",
-        "duration_ms",
-        "usage",
-        "new_items",
-        "last_agent_name",
-        "final_output",
-        "cost",
-        "error",
-        "error_code",
+    assignments, params = update_set(run, _FINISH_FIELDS, name="run")
+    ctes = [
+        f"run_claimed AS (UPDATE {_RUN_TABLE} SET {assignments} "  # noqa: S608 (names from model metadata)
+        "WHERE id = %(run_id)s AND status IN ('queued', 'running') RETURNING id)"
     ]
-    claimed = AgentRun.objects.filter(pk=run.pk, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).update(
-        **{field: getattr(run, field) for field in fields}
-    )
+    params["run_id"] = run.pk
+    succeeded = run.status == RunStatus.SUCCEEDED
+    if succeeded and run.conversation_id:
+        # The conversation remembers completed turns only: the message and everything the run produced,
+        # in order (the history is read back by id).
+        ctes.append(
+            f"run_items AS (INSERT INTO {_ITEM_TABLE} (conversation_id, data, created_at) "  # noqa: S608
+            "SELECT %(run_conversation)s, item.value, %(run_now)s "
+            "FROM run_claimed, jsonb_array_elements(%(run_items)s) WITH ORDINALITY AS item(value, n) "
+            "ORDER BY item.n)"
+        )
+        params |= {
+            "run_conversation": run.conversation_id,
+            "run_now": now,
+            "run_items": ConversationItem._meta.get_field("data").get_db_prep_save(
+                [user_item(prepared.message), *run.new_items], connection
+            ),
+        }
+    if run.reservation_id:
+        credit_ctes, credit_params = credits_close_ctes(
+            reservation_id=run.reservation_id,
+            status=ReservationStatus.SETTLED if succeeded else ReservationStatus.REFUNDED,
+            cost=run.cost if succeeded else 0,
+            memo=f"Run {run.pk} {run.status}",
+            only_if="run_claimed",
+        )
+        ctes.append(credit_ctes)
+        params |= credit_params
+        moved = "(SELECT count(*) FROM credit_entry)"
+    else:
+        moved = "0"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM run_claimed), {moved}",  # noqa: S608
+            params,
+        )
+        claimed, credited = cursor.fetchone()
     if claimed != 1:
         return AgentRun.objects.get(pk=run.pk)
-    if run.status == RunStatus.SUCCEEDED and run.conversation_id:
-        # The conversation remembers completed turns only: the message and everything the run produced.
-        ConversationItem.objects.bulk_create(
-            ConversationItem(conversation_id=run.conversation_id, data=item)
-            for item in [user_item(prepared.message), *run.new_items]
-        )
-    if reservation is not None:
-        if run.status == RunStatus.SUCCEEDED:
-            credits_settle(reservation=reservation, cost=run.cost)
-        else:
-            credits_refund(reservation=reservation, reason=f"Run {run.pk} {run.status}")
+    if run.reservation_id and not credited:
+        # Its reservation was released meanwhile (the run outlived CREDITS_RESERVATION_TTL_SECONDS).
+        logger.warning("Run %s ended after its reservation was closed; its cost was not charged", run.pk)
     return run
 
 

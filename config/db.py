@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, models, transaction
@@ -69,3 +69,54 @@ async def db_call(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) ->
             release_connection()
 
     return await sync_to_async(call)()
+
+
+def insert_cte(
+    instance: models.Model,
+    *,
+    name: str,
+    source: str = "",
+    computed: dict[str, str] | None = None,
+    returning: str = "id",
+) -> tuple[str, dict[str, Any]]:
+    """Return ``(sql, params)`` for a CTE ``name AS (INSERT INTO <table> (...) SELECT ... RETURNING ...)``.
+
+    The values are ``instance``'s, prepared by its fields as a save would (defaults, JSON, timestamps);
+    ``computed`` replaces some columns (by attname) with SQL expressions, typically reading an earlier
+    CTE, and ``source`` is the FROM clause, so the row is inserted once per source row: with a source
+    that may be empty (credits that could not be taken), nothing is inserted. Parameters are named
+    ``<name>_<attname>``. For statements that must do several writes in one round trip.
+    """
+    meta = instance._meta
+    computed = computed or {}
+    columns: list[str] = []
+    values: list[str] = []
+    params: dict[str, Any] = {}
+    for field in meta.local_concrete_fields:
+        if field.primary_key and getattr(instance, field.attname) is None:
+            continue  # the database assigns it
+        columns.append(f'"{field.column}"')
+        if field.attname in computed:
+            values.append(computed[field.attname])
+            continue
+        key = f"{name}_{field.attname}"
+        params[key] = field.get_db_prep_save(field.pre_save(instance, True), connection)
+        values.append(f"%({key})s")
+    # Names come from model metadata and the caller's CTEs; values are parameters.
+    from_clause = f" FROM {source}" if source else ""
+    sql = f"{name} AS (INSERT INTO {meta.db_table} ({', '.join(columns)}) SELECT {', '.join(values)}"
+    sql += f"{from_clause} RETURNING {returning})"
+    return sql, params
+
+
+def update_set(instance: models.Model, fields: Sequence[str], *, name: str) -> tuple[str, dict[str, Any]]:
+    """Return ``(sql, params)`` for the SET list that writes ``fields`` of ``instance`` as a save would."""
+    by_attname = {field.attname: field for field in instance._meta.concrete_fields}
+    assignments: list[str] = []
+    params: dict[str, Any] = {}
+    for attname in fields:
+        field = by_attname[attname]
+        key = f"{name}_{field.attname}"
+        params[key] = field.get_db_prep_save(getattr(instance, field.attname), connection)
+        assignments.append(f'"{field.column}" = %({key})s')
+    return ", ".join(assignments), params

@@ -1,15 +1,15 @@
 """Credit movements: grant, reserve, settle, refund. Each locks the workspace's CreditAccount row.
 
-Every movement happens in one transaction that takes ``SELECT ... FOR UPDATE`` on the account row,
-checks, updates the balance and appends a ledger entry, so concurrent reservations serialise on the
-row and the balance can never go below zero (a CHECK constraint backs this up).
+Every movement updates the balance and appends a ledger entry atomically while holding the account row's
+lock, so concurrent movements serialise on the row and the balance can never go below zero (a CHECK
+constraint backs this up). Reserve, settle and refund are single statements (see below).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -25,6 +25,7 @@ from accounts_app.models import (
     User,
     Workspace,
 )
+from config.db import insert_cte
 
 _MAX_AMOUNT = Decimal("1e12")
 _QUANTUM = Decimal("0.000001")
@@ -99,130 +100,157 @@ _ACCOUNT = CreditAccount._meta.db_table
 _RESERVATION = CreditReservation._meta.db_table
 _LEDGER = LedgerEntry._meta.db_table
 
-# Reservations and their settlement are the hot path of every run, and all of a workspace's runs move
-# the same balance row. Each movement of that row is therefore one statement, the last one of its
-# transaction: the row lock is held for that statement and the commit only, never across a round trip
-# to the application (which, under load, waits for its turn at the GIL). Measured in bench/run_overhead.py.
-
-_TAKE_SQL = f"""
-WITH account AS (
-    UPDATE {_ACCOUNT} SET balance = balance - %(amount)s, updated_at = now()
-    WHERE workspace_id = %(workspace)s AND balance >= %(amount)s
-    RETURNING balance
-), entry AS (
-    INSERT INTO {_LEDGER} (workspace_id, kind, amount, balance_after, reservation_id, memo, actor_id, created_at)
-    SELECT %(workspace)s, 'reserve', -%(amount)s, account.balance, %(reservation)s, %(memo)s, %(actor)s, %(now)s
-    FROM account
-    RETURNING id
-)
-SELECT account.balance FROM account
-"""  # noqa: S608 (table names come from model metadata; values are parameters)
-
-# Closes an open reservation, charging ``cost`` (0 for a refund) as far as the reservation plus the
-# balance cover it, gives the rest back to the balance and writes the ledger entry, in one statement.
-_CLOSE_SQL = f"""
-WITH account AS (
-    SELECT balance FROM {_ACCOUNT}
-    WHERE workspace_id = (SELECT workspace_id FROM {_RESERVATION} WHERE id = %(reservation)s)
-    FOR UPDATE
-), closed AS (
-    UPDATE {_RESERVATION} AS r
-    SET status = %(status)s, closed_at = now(), charged = LEAST(%(cost)s, r.amount + account.balance)
-    FROM account
-    WHERE r.id = %(reservation)s AND r.status = 'open'
-    RETURNING r.workspace_id, r.amount, r.charged
-), moved AS (
-    UPDATE {_ACCOUNT} AS a
-    SET balance = account.balance + closed.amount - closed.charged, updated_at = now()
-    FROM account, closed
-    WHERE a.workspace_id = closed.workspace_id
-    RETURNING a.workspace_id, a.balance, closed.amount AS reserved, closed.charged
-), entry AS (
-    INSERT INTO {_LEDGER} (workspace_id, kind, amount, balance_after, reservation_id, memo, actor_id, created_at)
-    SELECT workspace_id, %(kind)s, reserved - charged, balance, %(reservation)s,
-           left(CASE WHEN %(kind)s = 'settle'
-                THEN 'Settled ' || trim_scale(%(cost)s::numeric) || ' of ' || trim_scale(reserved) || ' reserved'
-                     || CASE WHEN %(cost)s > charged
-                        THEN '; ' || trim_scale(%(cost)s - charged) || ' not covered by the balance' ELSE '' END
-                ELSE %(memo)s END, 200),
-           NULL, %(now)s
-    FROM moved
-    RETURNING id, workspace_id, kind, amount, balance_after, memo, created_at
-)
-SELECT entry.id, entry.workspace_id, entry.kind, entry.amount, entry.balance_after, entry.memo, entry.created_at,
-       moved.charged
-FROM entry, moved
-"""  # noqa: S608 (table names come from model metadata; values are parameters)
+# Reservations and their settlement are on every run's path, and all of a workspace's runs move the
+# same balance row. So each movement of that row is one statement, which commits at once: the row lock is
+# held for that statement and its commit only, never across a round trip to the application (which, under
+# load, waits for its turn at the GIL). The statements are built as CTEs, so that a caller can do its own
+# writes in the same statement (a run's preparation records the run; its end records the outcome).
+# Measured in bench/run_overhead.py.
 
 
-# No savepoint when nested in the caller's transaction (a run's preparation): a refusal propagates and
-# rolls the caller back as well, and a savepoint would cost two more round trips on every run.
-@transaction.atomic(savepoint=False)
-def credits_reserve(
-    *,
-    workspace: Workspace,
-    amount: Decimal | int | str,
-    purpose: str = "",
-    reserved_by: User | None = None,
-    attach: Callable[[CreditReservation], None] | None = None,
-) -> CreditReservation:
-    """Set credits aside before a run. Returns the open reservation.
+def credits_take_ctes(
+    *, workspace: Workspace, amount: Decimal | int | str, purpose: str = "", reserved_by: User | None = None
+) -> tuple[str, dict[str, Any], Decimal]:
+    """Return ``(ctes, params, amount)``: the WITH-clause parts that reserve ``amount`` credits.
 
-    ``attach``, if given, is called with the saved reservation before any credit moves, in the same
-    transaction: the place to record what the reservation is for (the run) without holding the balance's
-    lock meanwhile. Then one conditional UPDATE takes the credits only if the balance covers them and
-    writes the ledger entry; concurrent reservations re-check the condition against the new balance, so
-    the balance never goes below zero. Raises InsufficientCreditsError (402) when it cannot cover
-    ``amount``; nothing changes then: the reservation and whatever ``attach`` wrote are rolled back, with
-    the caller's transaction when there is one (it has no savepoint of its own: let the error propagate).
+    ``credit_account`` takes the amount from the balance only if the balance covers it (concurrent
+    reservations re-check the condition against the new balance, so it never goes below zero), and
+    ``credit_reservation`` (its ``id``) and ``credit_entry`` record the open reservation and its ledger
+    entry only then: when the balance is short, the statement changes nothing and ``credit_reservation``
+    is empty. Raises InvalidInputError for a bad amount.
     """
     value = _clean_amount(amount)
     reservation = CreditReservation(workspace=workspace, amount=value, purpose=purpose[:200], created_by=reserved_by)
-    reservation.save()
-    if attach is not None:
-        attach(reservation)
+    insert, params = insert_cte(
+        reservation, name="credit_reservation", source="credit_account", returning="id, created_at"
+    )
+    ctes = f"""
+credit_account AS (
+    UPDATE {_ACCOUNT} SET balance = balance - %(credit_amount)s, updated_at = now()
+    WHERE workspace_id = %(credit_workspace)s AND balance >= %(credit_amount)s
+    RETURNING balance
+), {insert}, credit_entry AS (
+    INSERT INTO {_LEDGER} (workspace_id, kind, amount, balance_after, reservation_id, memo, actor_id, created_at)
+    SELECT %(credit_workspace)s, 'reserve', -%(credit_amount)s, credit_account.balance, credit_reservation.id,
+           %(credit_memo)s, %(credit_actor)s, %(credit_now)s
+    FROM credit_account, credit_reservation
+    RETURNING id
+)"""  # noqa: S608 (table names come from model metadata; values are parameters)
+    params |= {
+        "credit_amount": value,
+        "credit_workspace": workspace.pk,
+        "credit_memo": purpose[:200],
+        "credit_actor": reserved_by.pk if reserved_by else None,
+        "credit_now": timezone.now(),
+    }
+    return ctes, params, value
+
+
+def credits_refused(*, workspace: Workspace, amount: Decimal) -> InsufficientCreditsError:
+    """Return the 402 error for a reservation the balance could not cover, with the current balance."""
+    balance = CreditAccount.objects.filter(workspace=workspace).values_list("balance", flat=True).first()
+    balance = balance if balance is not None else Decimal(0)
+    return InsufficientCreditsError(
+        f"This workspace has {balance.normalize():f} credits and the run needs {amount.normalize():f}. "
+        "Ask an operator for more credits.",
+        extra={"balance": str(balance), "required": str(amount)},
+    )
+
+
+def credits_reserve(
+    *, workspace: Workspace, amount: Decimal | int | str, purpose: str = "", reserved_by: User | None = None
+) -> CreditReservation:
+    """Set credits aside before a run, in one statement. Returns the open reservation.
+
+    Raises InsufficientCreditsError (402) when the balance cannot cover ``amount``; nothing changes then.
+    """
+    ctes, params, value = credits_take_ctes(
+        workspace=workspace, amount=amount, purpose=purpose, reserved_by=reserved_by
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            _TAKE_SQL,
-            {
-                "amount": value,
-                "workspace": workspace.pk,
-                "reservation": reservation.pk,
-                "memo": purpose[:200],
-                "actor": reserved_by.pk if reserved_by else None,
-                "now": timezone.now(),
-            },
-        )
+        cursor.execute(f"WITH {ctes} SELECT id, created_at FROM credit_reservation", params)  # noqa: S608
         row = cursor.fetchone()
     if row is None:
-        balance = CreditAccount.objects.filter(workspace=workspace).values_list("balance", flat=True).first()
-        balance = balance if balance is not None else Decimal(0)
-        raise InsufficientCreditsError(
-            f"This workspace has {balance.normalize():f} credits and the run needs {value.normalize():f}. "
-            "Ask an operator for more credits.",
-            extra={"balance": str(balance), "required": str(value)},
-        )
+        raise credits_refused(workspace=workspace, amount=value)
+    reservation = CreditReservation(
+        id=row[0], workspace=workspace, amount=value, purpose=purpose[:200], created_by=reserved_by, created_at=row[1]
+    )
+    reservation._state.adding = False
     return reservation
 
 
-def _close(reservation: CreditReservation, *, status: ReservationStatus, cost: Decimal, memo: str = "") -> LedgerEntry:
-    """Close an open reservation in one statement (atomic on its own: no transaction needed); return the
-    ledger entry it wrote.
+def credits_close_ctes(
+    *,
+    reservation_id: int,
+    status: ReservationStatus,
+    cost: Decimal | int | str = 0,
+    memo: str = "",
+    only_if: str = "",
+) -> tuple[str, dict[str, Any]]:
+    """Return ``(ctes, params)``: the WITH-clause parts that close an open reservation.
+
+    Settling charges ``cost`` as far as the reservation plus the balance cover it (the balance never goes
+    negative; the uncovered rest is written in the memo) and gives the unused rest back; refunding charges
+    nothing. ``credit_closed`` (``workspace_id, amount, charged``), ``credit_moved`` and ``credit_entry``
+    (the ledger entry) are empty when the reservation is not open, so closing twice changes nothing.
+    ``only_if`` names an earlier CTE of the caller's: nothing happens unless it has a row. Raises
+    InvalidInputError for a bad cost.
+    """
+    real_cost = _clean_amount(cost, field="cost", allow_zero=True)
+    kind = LedgerKind.SETTLE if status == ReservationStatus.SETTLED else LedgerKind.REFUND
+    guard = f" AND EXISTS (SELECT 1 FROM {only_if})" if only_if else ""  # noqa: S608 (a CTE name of ours)
+    ctes = f"""
+credit_lock AS (
+    SELECT balance FROM {_ACCOUNT}
+    WHERE workspace_id = (SELECT workspace_id FROM {_RESERVATION} WHERE id = %(credit_reservation)s){guard}
+    FOR UPDATE
+), credit_closed AS (
+    UPDATE {_RESERVATION} AS r
+    SET status = %(credit_status)s, closed_at = now(), charged = LEAST(%(credit_cost)s, r.amount + credit_lock.balance)
+    FROM credit_lock
+    WHERE r.id = %(credit_reservation)s AND r.status = 'open'
+    RETURNING r.workspace_id, r.amount, r.charged
+), credit_moved AS (
+    UPDATE {_ACCOUNT} AS a
+    SET balance = credit_lock.balance + credit_closed.amount - credit_closed.charged, updated_at = now()
+    FROM credit_lock, credit_closed
+    WHERE a.workspace_id = credit_closed.workspace_id
+    RETURNING a.workspace_id, a.balance, credit_closed.amount AS reserved, credit_closed.charged
+), credit_entry AS (
+    INSERT INTO {_LEDGER} (workspace_id, kind, amount, balance_after, reservation_id, memo, actor_id, created_at)
+    SELECT workspace_id, %(credit_kind)s, reserved - charged, balance, %(credit_reservation)s,
+           left(CASE WHEN %(credit_kind)s = 'settle'
+                THEN 'Settled ' || trim_scale(%(credit_cost)s::numeric) || ' of ' || trim_scale(reserved)
+                     || ' reserved' || CASE WHEN %(credit_cost)s > charged
+                     THEN '; ' || trim_scale(%(credit_cost)s - charged) || ' not covered by the balance' ELSE '' END
+                ELSE %(credit_memo)s END, 200),
+           NULL, %(credit_now)s
+    FROM credit_moved
+    RETURNING id, workspace_id, kind, amount, balance_after, memo, created_at
+)"""  # noqa: S608 (table names come from model metadata; values are parameters)
+    params: dict[str, Any] = {
+        "credit_reservation": reservation_id,
+        "credit_status": status.value,
+        "credit_cost": real_cost,
+        "credit_kind": kind.value,
+        "credit_memo": memo[:200],
+        "credit_now": timezone.now(),
+    }
+    return ctes, params
+
+
+def _close(
+    reservation: CreditReservation, *, status: ReservationStatus, cost: Decimal | int | str, memo: str = ""
+) -> LedgerEntry:
+    """Close an open reservation in one statement; return the ledger entry it wrote.
 
     Raises ConflictError when it is not open (settled or refunded already), so closing twice is harmless.
     """
-    kind = LedgerKind.SETTLE if status == ReservationStatus.SETTLED else LedgerKind.REFUND
+    ctes, params = credits_close_ctes(reservation_id=reservation.pk, status=status, cost=cost, memo=memo)
     with connection.cursor() as cursor:
         cursor.execute(
-            _CLOSE_SQL,
-            {
-                "reservation": reservation.pk,
-                "status": status.value,
-                "cost": cost,
-                "kind": kind.value,
-                "memo": memo,
-                "now": timezone.now(),
-            },
+            f"WITH {ctes} SELECT credit_entry.*, credit_moved.charged FROM credit_entry, credit_moved",  # noqa: S608
+            params,
         )
         row = cursor.fetchone()
     if row is None:
@@ -245,19 +273,18 @@ def _close(reservation: CreditReservation, *, status: ReservationStatus, cost: D
 
 
 def credits_settle(*, reservation: CreditReservation, cost: Decimal | int | str) -> LedgerEntry:
-    """Close a reservation with the run's real cost. Returns the settle entry.
+    """Close a reservation with the run's real cost, in one statement. Returns the settle entry.
 
     Unused credits go back to the balance. A cost above the reservation takes the difference from
     the balance only as far as it reaches zero; the uncovered rest is written in the entry's memo,
     because the balance never goes negative. Raises ConflictError if the reservation is closed.
     """
-    real_cost = _clean_amount(cost, field="cost", allow_zero=True)
-    return _close(reservation, status=ReservationStatus.SETTLED, cost=real_cost)
+    return _close(reservation, status=ReservationStatus.SETTLED, cost=cost)
 
 
 def credits_refund(*, reservation: CreditReservation, reason: str = "") -> LedgerEntry:
     """Return a reservation's credits in full (the run failed). Raises ConflictError if it is closed."""
-    return _close(reservation, status=ReservationStatus.REFUNDED, cost=Decimal(0), memo=(reason or "Refund")[:200])
+    return _close(reservation, status=ReservationStatus.REFUNDED, cost=0, memo=reason or "Refund")
 
 
 def credits_release_stale_reservations(*, older_than: timedelta | None = None, now: datetime | None = None) -> int:
@@ -266,7 +293,7 @@ def credits_release_stale_reservations(*, older_than: timedelta | None = None, n
     Returns how many were refunded. Each refund is its own transaction, so one failure does not hold
     back the others; a reservation closed meanwhile by its run is skipped.
     """
-    ttl = older_than or timedelta(seconds=settings.CREDITS_RESERVATION_TTL_SECONDS)
+    ttl = older_than if older_than is not None else timedelta(seconds=settings.CREDITS_RESERVATION_TTL_SECONDS)
     cutoff = (now or timezone.now()) - ttl
     stale = CreditReservation.objects.filter(status=ReservationStatus.OPEN, created_at__lt=cutoff).select_related(
         "workspace"

@@ -2,16 +2,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.test import override_settings
 
 from accounts_app.exceptions import InsufficientCreditsError, PermissionDeniedError
-from accounts_app.models import CreditAccount, LedgerEntry
+from accounts_app.models import CreditAccount, CreditReservation, LedgerEntry
+from accounts_app.services import credits_release_stale_reservations
 from agents_app.exceptions import InvalidInputError, NotFoundError
-from agents_app.models import AgentRun, ConversationItem
-from agents_app.runs import execute_run, prepare_run, stream_run
+from agents_app.models import AgentRun, Conversation, ConversationItem
+from agents_app.runs import execute_run, finish_run, prepare_run, stream_run
 from agents_app.services import agent_create, context_create, handoff_add
 from providers_app.clients import close_clients_for_running_loop
 from tests.fakes import Error, Reply, ToolCall
@@ -153,7 +155,42 @@ def test_no_credits_is_refused_before_anything_runs(team, helper, fake_openai):
         prepare_run(actor=team, agent_id=helper.pk, message="Hi")
     assert info.value.status_code == 402
     assert not AgentRun.objects.exists()
+    assert not Conversation.objects.exists()
+    assert not CreditReservation.objects.exists()
     assert fake_openai.requests == []
+
+
+def test_a_run_that_outlives_its_reservation_is_recorded_and_not_charged_twice(team, helper, fake_openai, caplog):
+    fake_openai.script(Reply("Late", usage=(100, 50)))
+    prepared = prepare_run(actor=team, agent_id=helper.pk, message="Hi")
+    assert credits_release_stale_reservations(older_than=timedelta(0)) == 1  # the sweeper gave the credits back
+    before = balance(team)
+
+    async def go():
+        try:
+            return await execute_run(prepared)
+        finally:
+            await close_clients_for_running_loop()
+
+    run = asyncio.run(go())
+    assert (run.status, run.final_output) == ("succeeded", "Late")
+    assert balance(team) == before  # the refund stands; nothing is taken or given twice
+    kinds = sorted(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))
+    assert kinds == ["refund", "reserve"]
+    assert "its cost was not charged" in caplog.text
+    assert ConversationItem.objects.filter(conversation=run.conversation).count() == 2
+
+
+def test_finishing_twice_changes_nothing_the_second_time(team, helper, fake_openai):
+    fake_openai.script(Reply("Once", usage=(100, 50)))
+    run = run_sync(team, helper)
+    prepared = prepare_run(actor=team, agent_id=helper.pk, message="Again", conversation_id=run.conversation_id)
+    prepared.run.pk, prepared.run.reservation_id = run.pk, run.reservation_id  # the first run, finished
+    again = finish_run(prepared, result=None, error=RuntimeError("late failure"))
+    assert (again.status, again.final_output) == ("succeeded", "Once")
+    kinds = sorted(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))
+    assert kinds == ["reserve", "settle"]
+    assert ConversationItem.objects.filter(conversation=run.conversation).count() == 2
 
 
 def test_a_provider_failure_fails_the_run_and_refunds(team, helper, fake_openai):
