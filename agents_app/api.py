@@ -13,7 +13,7 @@ from accounts_app.actor import Actor
 from agents_app import portability, selectors, services
 from agents_app.exceptions import InvalidInputError
 from agents_app.models import Agent, AgentContext, AgentRun, RunStatus
-from agents_app.runs import execute_run, prepare_run, sse, stream_run
+from agents_app.runs import PreparedRun, execute_run, prepare_run, sse, stream_run
 from agents_app.schemas import (
     AgentIn,
     AgentOut,
@@ -34,6 +34,7 @@ from agents_app.schemas import (
     RunOut,
     RunQueuedOut,
 )
+from config.auth import BrowserSessionAuth, DeferredTokenAuth, request_actor
 from config.db import db_call
 
 router = Router(tags=["agents"])
@@ -221,6 +222,7 @@ async def _sse_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byte
 
 @router.post(
     "/{agent_id}/run",
+    auth=[DeferredTokenAuth(), BrowserSessionAuth()],
     response={200: AgentRunResponse, 202: RunQueuedOut, 502: RunErrorOut},
     summary="Run the agent on a message",
     description=(
@@ -232,15 +234,18 @@ async def _sse_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byte
     ),
 )
 async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput) -> Any:
-    actor = _actor(request)
     if payload.stream and payload.background:
         raise InvalidInputError(
             "Choose stream or background, not both.", fields={"background": "Cannot be combined with stream."}
         )
     mode = "background" if payload.background else "stream" if payload.stream else "sync"
+
+    def prepare(**kwargs: Any) -> PreparedRun:
+        return prepare_run(actor=request_actor(request), **kwargs)
+
+    # The token is checked in the same database call that prepares the run.
     prepared = await db_call(
-        prepare_run,
-        actor=actor,
+        prepare,
         agent_id=agent_id,
         message=payload.message,
         context_id=payload.context_id,

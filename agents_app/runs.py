@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import openai
+from agents import Agent as SDKAgent
 from agents import MaxTurnsExceeded, ModelBehaviorError, RunConfig, Runner, gen_trace_id
 from agents.exceptions import AgentsException
 from agents.result import RunResultBase
@@ -305,6 +307,34 @@ def _resolver(prepared: PreparedRun) -> Any:
     return resolve
 
 
+# Built SDK agents, per event loop (their models hold the loop's clients) and per loaded graph (the
+# definition cache keeps one Graph per configuration version). Building them costs more than half a
+# millisecond of CPU per run; the SDK does not change an agent while it runs it, so runs share them.
+_sdk_agents: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Graph, dict[tuple[Any, ...], SDKAgent[RunContext]]]
+] = weakref.WeakKeyDictionary()
+
+
+def sdk_agent(prepared: PreparedRun) -> SDKAgent[RunContext]:
+    """Return the SDK agent (handoffs and agent tools wired) for the run, built once per graph and models.
+
+    Must be called in the event loop that will run it.
+    """
+    by_graph = _sdk_agents.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
+    built = by_graph.setdefault(prepared.graph, {})
+    key = (
+        prepared.root_provider.pk,
+        prepared.root_provider.updated_at,
+        prepared.root_model,
+        prepared.default_provider.pk,
+        prepared.default_provider.updated_at,
+    )
+    agent = built.get(key)
+    if agent is None:
+        agent = built[key] = build_sdk_graph(prepared.graph, _resolver(prepared))
+    return agent
+
+
 def _run_config(prepared: PreparedRun) -> RunConfig:
     return RunConfig(
         workflow_name=prepared.run.agent_name,
@@ -446,9 +476,9 @@ async def execute_run(prepared: PreparedRun) -> AgentRun:
     """Run to the end and return the finished AgentRun (succeeded or failed; never raises for run errors)."""
     result: RunResultBase | None = None
     try:
-        sdk_agent = build_sdk_graph(prepared.graph, _resolver(prepared))
+        root_agent = sdk_agent(prepared)
         result = await Runner.run(
-            sdk_agent,
+            root_agent,
             prepared.run_input(),
             context=prepared.context,
             max_turns=prepared.max_turns,
@@ -527,9 +557,9 @@ async def stream_run(prepared: PreparedRun) -> AsyncIterator[dict[str, Any]]:
     result = None
     finished = False
     try:
-        sdk_agent = build_sdk_graph(prepared.graph, _resolver(prepared))
+        root_agent = sdk_agent(prepared)
         result = Runner.run_streamed(
-            sdk_agent,
+            root_agent,
             prepared.run_input(),
             context=prepared.context,
             max_turns=prepared.max_turns,

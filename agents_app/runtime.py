@@ -62,7 +62,7 @@ def to_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.model_dump() if hasattr(o, "model_dump") else str(o)))
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: it keys the cache of built SDK graphs
 class Graph:
     """Rows of the agents reachable from the root by handoffs, loaded before the run starts."""
 

@@ -14,42 +14,11 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import HttpBearer, SessionAuth
 
-from accounts_app.actor import Actor
+from config.auth import BrowserSessionAuth, TokenAuth
 from config.errors import ApplicationError, InvalidInputError
-from config.middleware import is_token_api_request
 
 logger = logging.getLogger(__name__)
-
-
-class TokenAuth(HttpBearer):
-    """``Authorization: Bearer <token>``; resolves to the token's Actor."""
-
-    def authenticate(self, request: HttpRequest, token: str) -> Actor | None:
-        from accounts_app.selectors import api_token_authenticate
-
-        return api_token_authenticate(raw_token=token.strip())
-
-
-class BrowserSessionAuth(SessionAuth):
-    """The browser's session cookie (CSRF checked on unsafe methods); resolves to the session's Actor.
-
-    A request that carries a bearer token is authenticated by the token alone: it never falls back to
-    the session (the session middleware skip such requests, see config/middleware.py).
-    """
-
-    def __call__(self, request: HttpRequest) -> Actor | None:
-        if is_token_api_request(request) or not hasattr(request, "user"):
-            return None
-        return super().__call__(request)
-
-    def authenticate(self, request: HttpRequest, key: str | None) -> Actor | None:
-        if not request.user.is_authenticated:
-            return None
-        from accounts_app.middleware import session_actor
-
-        return session_actor(request)
 
 
 api = NinjaAPI(

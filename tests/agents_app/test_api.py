@@ -144,6 +144,31 @@ def test_run_without_credits_is_402(team, api_client, helper, fake_openai):
     assert fake_openai.requests == []
 
 
+def test_run_with_a_bad_revoked_or_missing_token_is_401_and_runs_nothing(team, helper, fake_openai):
+    from django.test import Client
+
+    from accounts_app.services import api_token_revoke
+
+    issued = api_token_create(actor=team, name="soon revoked")
+    api_token_revoke(actor=team, token_id=issued.token.pk)
+    url = f"/api/v1/agents/{helper.pk}/run"
+    for headers in ({"Authorization": f"Bearer {issued.raw}"}, {"Authorization": "Bearer apt_unknown"}, {}):
+        response = post(Client(headers=headers), url, {"message": "Hi"})
+        assert_error(response, 401, "not_authenticated")
+        assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert not AgentRun.objects.exists()
+    assert fake_openai.requests == []
+
+
+def test_the_run_endpoint_documents_both_ways_to_authenticate(client):
+    spec = client.get("/api/v1/openapi.json").json()
+    operation = next(op for path, ops in spec["paths"].items() if path.endswith("/run") for op in ops.values())
+    assert {name for requirement in operation["security"] for name in requirement} == {
+        "DeferredTokenAuth",
+        "BrowserSessionAuth",
+    }
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
