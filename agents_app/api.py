@@ -11,6 +11,7 @@ from ninja.pagination import LimitOffsetPagination, paginate
 
 from accounts_app.actor import Actor
 from agents_app import portability, selectors, services
+from agents_app.events import run_events
 from agents_app.exceptions import InvalidInputError
 from agents_app.models import Agent, AgentContext, AgentRun, RunStatus
 from agents_app.runs import PreparedRun, execute_run, prepare_run, sse, stream_run
@@ -229,7 +230,8 @@ async def _sse_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byte
         "With `stream: true` the answer is `text/event-stream`: `run`, then `agent`, `text` (deltas), "
         "`tool_call`, `tool_output`, `handoff` as they happen, `error` if it fails, and finally `done` with "
         "the output, usage and cost. Closing the connection cancels the run and refunds its credits. "
-        "With `background: true` the answer is 202 with the run id; poll `GET /api/v1/runs/{run_id}`. "
+        "With `background: true` the answer is 202 with the run id; poll `GET /api/v1/runs/{run_id}` or "
+        "follow `GET /api/v1/runs/{run_id}/events`. "
         "402 when the workspace's credits cannot cover the run."
     ),
 )
@@ -292,3 +294,46 @@ def run_list(request: HttpRequest, filters: Query[RunFilter]):  # type: ignore[n
 @runs_router.get("/{run_id}", response=RunDetailOut)
 def run_get(request: HttpRequest, run_id: int) -> AgentRun:
     return selectors.run_get(actor=_actor(request), run_id=run_id)
+
+
+_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+
+async def _sse_with_ids(events: AsyncIterator[tuple[str | None, dict[str, Any]]]) -> AsyncIterator[bytes]:
+    async for event_id, event in events:
+        if event["event"] == "heartbeat":
+            yield b": keep-alive\n\n"  # a comment: keeps proxies from closing a quiet stream
+        else:
+            yield (f"id: {event_id}\n" if event_id else "").encode() + sse(event)
+
+
+@runs_router.get(
+    "/{run_id}/events",
+    auth=[DeferredTokenAuth(), BrowserSessionAuth()],
+    summary="Follow a run's events as Server-Sent Events",
+    description=(
+        "For background runs: the same events as a streamed run (`run`, `agent`, `text`, `tool_call`, "
+        "`tool_output`, `handoff`, `error`), each with an `id`, ending with `done`. Reconnect with "
+        "`Last-Event-ID` to get only what you missed. A finished run whose events have expired "
+        "(RUN_EVENTS_TTL_SECONDS) answers with its `done` event alone. Without Redis there are no live "
+        "events: `status` when the run's status changes, then `done`."
+    ),
+    response={200: None},
+)
+async def run_events_stream(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    last_event_id = request.headers.get("Last-Event-ID") or None
+    if last_event_id is not None and not _EVENT_ID.match(last_event_id):
+        raise InvalidInputError(
+            "Last-Event-ID is not an event id of this API.", fields={"Last-Event-ID": "Use the id of an event."}
+        )
+
+    def check() -> None:
+        selectors.run_get(actor=request_actor(request), run_id=run_id)  # another workspace's run is a 404
+
+    await db_call(check)
+    response = StreamingHttpResponse(
+        _sse_with_ids(run_events(run_id, last_event_id=last_event_id)), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -12,12 +12,14 @@ logger = logging.getLogger(__name__)
 
 @shared_task(acks_late=True, max_retries=0)
 def agent_run_execute(run_id: int) -> str:
-    """Execute a queued background run. Returns its final status.
+    """Execute a queued background run, publishing its events as it goes. Returns its final status.
 
     Claims the run with a conditional update first, so a redelivered task does nothing. A run
     whose agent was deleted meanwhile ends failed with that reason, never stuck in "running".
+    Readers follow the events through GET /api/v1/runs/{id}/events (agents_app/events.py).
     """
-    from agents_app.runs import claim_queued_run, execute_run, fail_unstarted_run, finish_run, load_prepared
+    from agents_app.events import RunEventPublisher, publish_final
+    from agents_app.runs import claim_queued_run, fail_unstarted_run, finish_run, load_prepared, stream_run
     from config.errors import ApplicationError
     from providers_app.clients import close_clients_for_running_loop
 
@@ -27,17 +29,25 @@ def agent_run_execute(run_id: int) -> str:
     try:
         prepared = load_prepared(run)
     except ApplicationError as exc:
-        return str(fail_unstarted_run(run_id=run_id, error=exc).status)
+        failed = fail_unstarted_run(run_id=run_id, error=exc)
+        publish_final(failed)
+        return str(failed.status)
 
     async def go() -> str:
+        publisher = RunEventPublisher(run_id)
+        status = ""
         try:
-            finished = await execute_run(prepared)
-            return str(finished.status)
+            async for event in stream_run(prepared):
+                await publisher.publish(event)
+                if event["event"] == "done":
+                    status = event["data"]["status"]
+            return status
         finally:
+            await publisher.aclose()
             await close_clients_for_running_loop()
 
     try:
         return asyncio.run(go())
     except BaseException as exc:  # a time limit or a crash: never leave the run "running"
-        finish_run(prepared, result=None, error=exc)
+        publish_final(finish_run(prepared, result=None, error=exc))
         raise
