@@ -198,10 +198,16 @@ def prepare_run(
     )
     parts.append(sql)
     params |= run_params
+    # The start of a run may commit without waiting for the disk (RUN_START_ASYNC_COMMIT): a crash can lose
+    # only starts whose runs had not ended, each whole (credits, reservation and run together), because the
+    # run's end commits durably and so flushes its start. This saves one disk flush per run.
+    commit_mode = ", run_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
+    async_commit = settings.RUN_START_ASYNC_COMMIT
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH {', '.join(parts)} SELECT run_row.id, run_row.conversation_id, credit_reservation.id "  # noqa: S608
-            "FROM run_row, credit_reservation",
+            f"WITH {', '.join(parts)}{commit_mode if async_commit else ''} "  # noqa: S608
+            "SELECT run_row.id, run_row.conversation_id, credit_reservation.id "
+            f"FROM run_row, credit_reservation{', run_commit' if async_commit else ''}",
             params,
         )
         row = cursor.fetchone()

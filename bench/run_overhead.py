@@ -7,7 +7,7 @@ from this process with aiohttp, which is much cheaper than a run. Results are pr
 targets are at least 0.5 of the raw throughput at concurrency 32, and at most 10 ms added to the p50
 latency at concurrency 1.
 
-Usage: .venv/bin/python bench/run_overhead.py [--runs 400] [--quick]
+Usage: .venv/bin/python bench/run_overhead.py [--runs 400] [--rounds 3] [--quick]
 Uses DATABASE_URL when set, else an embedded Postgres of its own under var/bench/.
 """
 
@@ -135,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=400, help="timed runs per configuration at concurrency 32")
     parser.add_argument("--quick", action="store_true", help="few runs, to check the script works")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side (median reported)")
     args = parser.parse_args()
     runs_c32 = 64 if args.quick else args.runs
     runs_c1 = 30 if args.quick else max(100, args.runs // 4)
@@ -184,23 +185,30 @@ def main() -> None:
 
         rows = []
         for concurrency, total in ((1, runs_c1), (32, runs_c32)):
-            sdk_rps, sdk_lat = asyncio.run(sdk_phase(model_url, total, concurrency))
-            platform_rps, platform_lat = asyncio.run(platform_phase(base, agent_id, token, total, concurrency))
-            rows.append((concurrency, total, sdk_rps, sdk_lat, platform_rps, platform_lat))
+            # Alternate the two sides, several rounds: this machine's speed drifts by tens of percent
+            # between minutes, and alternating exposes both sides to the same drift.
+            sdk_rounds, platform_rounds = [], []
+            for _ in range(args.rounds):
+                sdk_rounds.append(asyncio.run(sdk_phase(model_url, total, concurrency)))
+                platform_rounds.append(asyncio.run(platform_phase(base, agent_id, token, total, concurrency)))
+            rows.append((concurrency, total, sdk_rounds, platform_rounds))
 
-        print(f"\n{'':<24}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}")
-        for concurrency, total, sdk_rps, sdk_lat, platform_rps, platform_lat in rows:
-            print(f"c={concurrency}, {total} runs")
-            for name, rps, lat in (
-                ("  raw SDK Runner.run", sdk_rps, sdk_lat),
-                ("  platform POST /run", platform_rps, platform_lat),
-            ):
-                print(f"{name:<24}{rps:>10.1f}{statistics.median(lat):>10.2f}{percentile(lat, 0.95):>10.2f}")
-            added = statistics.median(platform_lat) - statistics.median(sdk_lat)
-            print(f"  throughput ratio platform/raw: {platform_rps / sdk_rps:.2f}   p50 added: {added:+.2f} ms")
-        c1, c32 = rows[0], rows[1]
-        ratio = c32[4] / c32[2]
-        added_c1 = statistics.median(c1[5]) - statistics.median(c1[3])
+        print(f"\n{'':<24}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}   (median of {args.rounds} alternating rounds)")
+        results = {}
+        for concurrency, total, sdk_rounds, platform_rounds in rows:
+            print(f"c={concurrency}, {total} runs per round")
+            medians = {}
+            for name, rounds in (("  raw SDK Runner.run", sdk_rounds), ("  platform POST /run", platform_rounds)):
+                rps = statistics.median(r for r, _ in rounds)
+                p50 = statistics.median(statistics.median(lat) for _, lat in rounds)
+                p95 = statistics.median(percentile(lat, 0.95) for _, lat in rounds)
+                medians[name] = (rps, p50)
+                print(f"{name:<24}{rps:>10.1f}{p50:>10.2f}{p95:>10.2f}")
+            (sdk_rps, sdk_p50), (platform_rps, platform_p50) = medians.values()
+            ratio, added = platform_rps / sdk_rps, platform_p50 - sdk_p50
+            results[concurrency] = (ratio, added)
+            print(f"  throughput ratio platform/raw: {ratio:.2f}   p50 added: {added:+.2f} ms")
+        ratio, added_c1 = results[32][0], results[1][1]
         print(
             f"\nTargets: c=32 ratio >= 0.50 -> {'met' if ratio >= 0.5 else 'NOT met'} ({ratio:.2f}); "
             f"c=1 p50 added <= 10 ms -> {'met' if added_c1 <= 10 else 'NOT met'} ({added_c1:+.2f} ms)"

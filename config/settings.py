@@ -276,6 +276,8 @@ LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 1, minimum=1, maxim
 RUN_MIN_RESERVATION = env_str("RUN_MIN_RESERVATION", "0.01")
 RUN_RESERVATION_OUTPUT_TOKENS = env_int("RUN_RESERVATION_OUTPUT_TOKENS", 2048, minimum=1)
 RUN_RESERVATION_TURNS = env_int("RUN_RESERVATION_TURNS", 3, minimum=1)
+# A run's start commits without waiting for the disk flush; its end always waits (see agents_app/runs.py).
+RUN_START_ASYNC_COMMIT = env_bool("RUN_START_ASYNC_COMMIT", True)
 # How long a background run's live events stay readable (GET /api/v1/runs/{id}/events) after the last one.
 RUN_EVENTS_TTL_SECONDS = env_int("RUN_EVENTS_TTL_SECONDS", 3600, minimum=60)
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection, transaction
 from django.test import override_settings
 
 from accounts_app.exceptions import InsufficientCreditsError, PermissionDeniedError
@@ -179,6 +180,23 @@ def test_a_run_that_outlives_its_reservation_is_recorded_and_not_charged_twice(t
     assert kinds == ["refund", "reserve"]
     assert "its cost was not charged" in caplog.text
     assert ConversationItem.objects.filter(conversation=run.conversation).count() == 2
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize(("async_start", "inside"), [(True, "off"), (False, "on")])
+def test_a_run_start_commits_asynchronously_only_when_set_and_only_itself(team, helper, async_start, inside):
+    with override_settings(RUN_START_ASYNC_COMMIT=async_start):
+        with transaction.atomic():  # to look at the setting before the statement's transaction ends
+            prepare_run(actor=team, agent_id=helper.pk, message="Hi")
+            assert _synchronous_commit() == inside
+        prepare_run(actor=team, agent_id=helper.pk, message="Hi")  # its own transaction, as in production
+    assert _synchronous_commit() == "on"  # never left on the (pooled) connection
+    assert AgentRun.objects.count() == 2
 
 
 def test_finishing_twice_changes_nothing_the_second_time(team, helper, fake_openai):
