@@ -1,4 +1,4 @@
-"""Small database helpers shared by the services."""
+"""Database helpers: saves that may race, statements built from models for the hot path, calls from async code."""
 
 from __future__ import annotations
 
