@@ -1,8 +1,8 @@
 """Running agents: prepare (check, reserve credits, record the run), execute or stream through the SDK,
 finish (record output, items, usage and cost; settle or refund).
 
-Preparation and finishing touch the database (sync, in transactions); execution happens in the
-event loop and never touches the ORM. Async callers run preparation and finishing through
+Preparation and finishing touch the database (sync; each writes with one statement); execution happens in
+the event loop and never touches the ORM. Async callers run preparation and finishing through
 ``config.db.db_call``, so a run holds no database connection while the model works.
 """
 
