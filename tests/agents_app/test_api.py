@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 
+import httpx2
 import pytest
 from django.test import AsyncClient
 
@@ -285,3 +288,38 @@ def test_list_queries_do_not_grow(team, api_client, fake_provider, django_assert
     client = api_client(team)
     with django_assert_max_num_queries(6):
         assert client.get("/api/v1/agents").json()["count"] == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_holds_no_database_connection_while_the_model_works(asgi_server, team, helper, fake_openai):
+    from django.db import connection
+
+    fake_openai.script(Reply("Slow answer.", delay=1.0))
+    token = api_token_create(actor=team, name="ci").raw
+    pool = connection.pool  # the server runs in this process: same pool
+
+    def checked_out() -> int:
+        stats = pool.get_stats()
+        return stats["pool_size"] - stats["pool_available"]
+
+    before = checked_out()
+    result: dict[str, object] = {}
+
+    def call() -> None:
+        result["response"] = httpx2.post(
+            f"{asgi_server}/api/v1/agents/{helper.pk}/run",
+            json={"message": "Hi"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not fake_openai.requests_to("/v1/chat/completions"):
+        assert time.monotonic() < deadline, "the model was never called"
+        time.sleep(0.02)
+    during = checked_out()  # the model is answering (it waits a second)
+    caller.join(timeout=30)
+    assert result["response"].status_code == 200
+    assert during == before
