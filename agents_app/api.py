@@ -14,7 +14,7 @@ from agents_app import portability, selectors, services
 from agents_app.events import run_events
 from agents_app.exceptions import InvalidInputError
 from agents_app.models import Agent, AgentContext, AgentRun, RunStatus
-from agents_app.runs import PreparedRun, execute_run, prepare_run, sse, stream_run
+from agents_app.runs import PreparedRun, execute_run, prepare_run, run_error_response, run_response, sse, stream_run
 from agents_app.schemas import (
     AgentIn,
     AgentOut,
@@ -202,20 +202,6 @@ def context_delete(request: HttpRequest, agent_id: int, context_id: int) -> Stat
     return Status(204, None)
 
 
-def run_response(run: AgentRun) -> dict[str, Any]:
-    return {
-        "run_id": run.pk,
-        "status": run.status,
-        "output": run.final_output,
-        "messages": run.new_items,
-        "usage": run.usage or {},
-        "cost": run.cost,
-        "trace_id": run.trace_id,
-        "conversation_id": run.conversation_id,
-        "last_agent": run.last_agent_name,
-    }
-
-
 async def _sse_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     async for event in events:
         yield sse(event)
@@ -246,16 +232,7 @@ async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput)
         return prepare_run(actor=request_actor(request), **kwargs)
 
     # The token is checked in the same database call that prepares the run.
-    prepared = await db_call(
-        prepare,
-        agent_id=agent_id,
-        message=payload.message,
-        context_id=payload.context_id,
-        conversation_id=payload.conversation_id,
-        provider_id=payload.provider_id,
-        metadata=payload.metadata,
-        mode=mode,
-    )
+    prepared = await db_call(prepare, agent_id=agent_id, mode=mode, **payload.run_fields())
     if payload.background:
         queued = prepared.run
         return Status(
@@ -274,7 +251,7 @@ async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput)
         return response
     run = await execute_run(prepared)
     if run.status != RunStatus.SUCCEEDED:
-        return Status(502, {"detail": run.error, "code": run.error_code, "run_id": run.pk})
+        return Status(502, run_error_response(run))
     return run_response(run)
 
 

@@ -35,18 +35,27 @@ _cache: OrderedDict[tuple[int, int], tuple[int, AgentDefinition]] = OrderedDict(
 _lock = threading.Lock()
 
 
+def cached_definition(actor: Actor, agent_id: int) -> AgentDefinition | None:
+    """Return the agent's definition if the cache holds it for the workspace's current configuration."""
+    key = (actor.workspace.pk, agent_id)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] == actor.workspace.config_version:
+            _cache.move_to_end(key)
+            return hit[1]
+    return None
+
+
 def agent_definition(*, actor: Actor, agent_id: int) -> AgentDefinition:
     """Return the agent's definition, from the cache when the workspace's configuration has not changed.
 
     Raises NotFoundError for an agent outside the actor's workspace (the cache is keyed by workspace).
     """
+    hit = cached_definition(actor, agent_id)
+    if hit is not None:
+        return hit
     key = (actor.workspace.pk, agent_id)
     version = actor.workspace.config_version
-    with _lock:
-        hit = _cache.get(key)
-        if hit is not None and hit[0] == version:
-            _cache.move_to_end(key)
-            return hit[1]
     agent = agent_get(actor=actor, agent_id=agent_id)
     definition = AgentDefinition(
         agent=agent,

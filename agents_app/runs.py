@@ -1,18 +1,21 @@
 """Running agents: prepare (check, reserve credits, record the run), execute or stream through the SDK,
 finish (record output, items, usage and cost; settle or refund).
 
-Preparation and finishing touch the database (sync; each writes with one statement); execution happens in
-the event loop and never touches the ORM. Async callers run preparation and finishing through
-``config.db.db_call``, so a run holds no database connection while the model works.
+Preparation and finishing touch the database (each writes with one statement, built without I/O by
+``run_start`` and ``finish_statement``); execution happens in the event loop and never touches the ORM.
+Async callers run the sync ``prepare_run`` and ``finish_run`` through ``config.db.db_call``, or, on the run
+hot path (agents_app/hot_path.py), ``prepare_run_async`` and ``finish_run_async``, which send the same
+statements through config.adb. Either way a run holds no database connection while the model works.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -31,11 +34,12 @@ from accounts_app.actor import Actor
 from accounts_app.models import CreditReservation, ReservationStatus
 from accounts_app.services import credits_refund
 from accounts_app.services.credits import credits_close_ctes, credits_refused, credits_take_ctes
-from agents_app.definitions import agent_definition
+from agents_app.definitions import AgentDefinition, agent_definition, cached_definition
 from agents_app.exceptions import InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentRun, Conversation, ConversationItem, RunStatus
 from agents_app.runtime import Graph, RunContext, build_sdk_graph, load_graph, to_json
 from agents_app.selectors import conversation_get
+from config import adb
 from config.db import db_call, insert_cte, update_set
 from config.errors import ApplicationError
 from providers_app.failures import describe_failure
@@ -105,31 +109,48 @@ def run_cost(provider: Provider, model: str, usage: dict[str, int]) -> Decimal:
     ) / _MILLION
 
 
-def prepare_run(
-    *,
-    actor: Actor,
-    agent_id: int,
-    message: str,
-    context_id: int | None = None,
-    conversation_id: int | None = None,
-    provider_id: int | None = None,
-    metadata: dict[str, Any] | None = None,
-    mode: str = "sync",
-) -> PreparedRun:
-    """Check the request, reserve credits and record a running AgentRun. Returns the PreparedRun.
-
-    A run without ``conversation_id`` starts a new conversation. Raises PermissionDeniedError for
-    viewers, NotFoundError for another workspace's agent, context, conversation or provider,
-    InvalidInputError for an empty or oversized message, and InsufficientCreditsError (402) when the
-    workspace cannot cover the reservation.
-    """
-    actor.require_write()
+def check_message(message: object) -> str:
+    """Return the message if a run can take it; raises InvalidInputError for an empty or oversized one."""
     if not isinstance(message, str) or not message.strip():
         raise InvalidInputError("Send a message.", fields={"message": "This field is required."})
     if len(message) > MAX_MESSAGE_CHARS:
         raise InvalidInputError(
             "The message is too long.", fields={"message": f"At most {MAX_MESSAGE_CHARS} characters."}
         )
+    return message
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run's start reads: the agent's definition and the rows the request names."""
+
+    definition: AgentDefinition
+    context: AgentContext | None
+    conversation: Conversation | None
+    history: list[Any]
+    root_provider: Provider
+    root_model: str
+
+
+def run_inputs_need_queries(
+    *, actor: Actor, agent_id: int, conversation_id: int | None, provider_id: int | None
+) -> bool:
+    """Return whether ``run_inputs`` would query the database (else it may be called on the event loop)."""
+    return conversation_id is not None or provider_id is not None or cached_definition(actor, agent_id) is None
+
+
+def run_inputs(
+    *,
+    actor: Actor,
+    agent_id: int,
+    context_id: int | None = None,
+    conversation_id: int | None = None,
+    provider_id: int | None = None,
+) -> RunInputs:
+    """Return what the run needs to start. Queries only for a definition not cached, a conversation or a provider.
+
+    Raises NotFoundError for another workspace's agent, context, conversation or provider.
+    """
     definition = agent_definition(actor=actor, agent_id=agent_id)
     agent = definition.agent
     context: AgentContext | None
@@ -146,30 +167,55 @@ def prepare_run(
         if conversation.agent_id != agent.pk:
             raise NotFoundError("Conversation not found for this agent.")
         history = conversation_history(conversation.pk)
-    default_provider = definition.default_provider
     root_provider = (
         provider_get(actor=actor, provider_id=provider_id)
         if provider_id is not None
-        else agent.provider or default_provider
+        else agent.provider or definition.default_provider
     )
     root_model = (
         (agent.model_name if provider_id is None else "")
         or root_provider.default_model
         or next(iter(root_provider.model_list()), "")
     )
+    return RunInputs(
+        definition=definition,
+        context=context,
+        conversation=conversation,
+        history=history,
+        root_provider=root_provider,
+        root_model=root_model,
+    )
+
+
+@dataclass
+class RunStart:
+    """A run about to start: its rows (not saved yet) and the one statement that records them."""
+
+    inputs: RunInputs
+    run: AgentRun
+    conversation: Conversation
+    sql: str
+    params: dict[str, Any]
+    amount: Decimal
+
+
+def run_start(*, actor: Actor, inputs: RunInputs, message: str, metadata: dict[str, Any] | None, mode: str) -> RunStart:
+    """Return the run's rows and the statement that takes the credits and records them (no query)."""
+    agent = inputs.definition.agent
+    context = inputs.context
     run = AgentRun(
         workspace=actor.workspace,
         agent=agent,
         agent_name=agent.name,
-        conversation=conversation,
+        conversation=inputs.conversation,
         status=RunStatus.QUEUED if mode == "background" else RunStatus.RUNNING,
         mode=mode,
         input=message,
         context_name=context.name if context else "",
         context_data=dict(context.data) if context else {},
-        provider=root_provider if root_provider.pk else None,
-        provider_type=root_provider.type,
-        model_name=root_model,
+        provider=inputs.root_provider if inputs.root_provider.pk else None,
+        provider_type=inputs.root_provider.type,
+        model_name=inputs.root_model,
         trace_id=gen_trace_id(),
         metadata=metadata or {},
         created_by=actor.user,
@@ -179,12 +225,13 @@ def prepare_run(
     # conversation and the run. The balance is locked for that statement and its commit only.
     ctes, params, amount = credits_take_ctes(
         workspace=actor.workspace,
-        amount=_reservation_amount(root_provider, root_model, message, agent.instructions),
+        amount=_reservation_amount(inputs.root_provider, inputs.root_model, message, agent.instructions),
         purpose=f"Run of {agent.name}",
         reserved_by=actor.user,
     )
     parts = [ctes]
     computed = {"reservation_id": "credit_reservation.id"}
+    conversation = inputs.conversation
     if conversation is None:
         conversation = Conversation(
             workspace=actor.workspace, agent=agent, title=message.strip()[:200], created_by=actor.user
@@ -203,43 +250,126 @@ def prepare_run(
     # run's end commits durably and so flushes its start. This saves one disk flush per run.
     commit_mode = ", run_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
     async_commit = settings.RUN_START_ASYNC_COMMIT
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH {', '.join(parts)}{commit_mode if async_commit else ''} "  # noqa: S608
-            "SELECT run_row.id, run_row.conversation_id, credit_reservation.id "
-            f"FROM run_row, credit_reservation{', run_commit' if async_commit else ''}",
-            params,
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise credits_refused(workspace=actor.workspace, amount=amount)
+    statement = (
+        f"WITH {', '.join(parts)}{commit_mode if async_commit else ''} "  # noqa: S608
+        "SELECT run_row.id, run_row.conversation_id, credit_reservation.id "
+        f"FROM run_row, credit_reservation{', run_commit' if async_commit else ''}"
+    )
+    return RunStart(inputs=inputs, run=run, conversation=conversation, sql=statement, params=params, amount=amount)
+
+
+def started_run(start: RunStart, row: Sequence[Any], *, actor: Actor, message: str) -> PreparedRun:
+    """Return the PreparedRun for a start whose statement returned ``row`` (the run's ids)."""
+    run, conversation, inputs = start.run, start.conversation, start.inputs
     run.pk, run.reservation_id = row[0], row[2]
     run._state.adding = False
     conversation.pk = row[1]
     conversation._state.adding = False
     run.conversation = conversation
-    graph = definition.graph
-    if mode == "background":
-        from agents_app.tasks import agent_run_execute as agent_run_execute_task
-
-        agent_run_execute_task.delay_on_commit(run_id=run.pk)  # type: ignore[attr-defined]  # celery-types lacks it (Celery >= 5.4)
+    context = inputs.context
     return PreparedRun(
         run=run,
-        graph=graph,
+        graph=inputs.definition.graph,
         message=message,
         context=RunContext(
             workspace_id=actor.workspace.pk,
             run_id=run.pk,
             context=dict(context.data) if context else {},
-            metadata=metadata or {},
+            metadata=run.metadata,
         ),
         conversation_id=conversation.pk,
-        root_provider=root_provider,
-        default_provider=default_provider,
-        root_model=root_model,
-        history=history,
-        max_turns=agent.max_turns,
+        root_provider=inputs.root_provider,
+        default_provider=inputs.definition.default_provider,
+        root_model=inputs.root_model,
+        history=inputs.history,
+        max_turns=inputs.definition.agent.max_turns,
     )
+
+
+def prepare_run(
+    *,
+    actor: Actor,
+    agent_id: int,
+    message: str,
+    context_id: int | None = None,
+    conversation_id: int | None = None,
+    provider_id: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    mode: str = "sync",
+) -> PreparedRun:
+    """Check the request, reserve credits and record a running AgentRun. Returns the PreparedRun.
+
+    A run without ``conversation_id`` starts a new conversation; a background run is queued for the
+    worker. Raises PermissionDeniedError for viewers, NotFoundError for another workspace's agent,
+    context, conversation or provider, InvalidInputError for an empty or oversized message, and
+    InsufficientCreditsError (402) when the workspace cannot cover the reservation.
+    """
+    actor.require_write()
+    check_message(message)
+    inputs = run_inputs(
+        actor=actor,
+        agent_id=agent_id,
+        context_id=context_id,
+        conversation_id=conversation_id,
+        provider_id=provider_id,
+    )
+    start = run_start(actor=actor, inputs=inputs, message=message, metadata=metadata, mode=mode)
+    with connection.cursor() as cursor:
+        cursor.execute(start.sql, start.params)
+        row = cursor.fetchone()
+    if row is None:
+        raise credits_refused(workspace=actor.workspace, amount=start.amount)
+    prepared = started_run(start, row, actor=actor, message=message)
+    if mode == "background":
+        from agents_app.tasks import agent_run_execute as agent_run_execute_task
+
+        agent_run_execute_task.delay_on_commit(run_id=prepared.run.pk)  # type: ignore[attr-defined]  # celery-types lacks it (Celery >= 5.4)
+    return prepared
+
+
+class RunNotStarted(Exception):
+    """The hot path could not start the run; the caller hands the request to the full stack, which will
+    answer with the proper error (the start wrote nothing)."""
+
+
+async def prepare_run_async(
+    *,
+    actor: Actor,
+    agent_id: int,
+    message: str,
+    context_id: int | None = None,
+    conversation_id: int | None = None,
+    provider_id: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    mode: str = "sync",
+) -> PreparedRun:
+    """``prepare_run`` for the event loop: the start's statement goes through config.adb, and reads happen
+    in a thread only when the definition is not cached or the request names a conversation or provider.
+
+    Background runs are not taken (their task is queued on the Django connection's commit). Raises what
+    ``prepare_run`` raises, except that credits that cannot cover the run raise RunNotStarted.
+    """
+    if mode == "background":
+        raise ValueError("prepare_run_async does not queue background runs")
+    actor.require_write()
+    check_message(message)
+    read = functools.partial(
+        run_inputs,
+        actor=actor,
+        agent_id=agent_id,
+        context_id=context_id,
+        conversation_id=conversation_id,
+        provider_id=provider_id,
+    )
+    needs_queries = run_inputs_need_queries(
+        actor=actor, agent_id=agent_id, conversation_id=conversation_id, provider_id=provider_id
+    )
+    inputs = await db_call(read) if needs_queries else read()
+    start = run_start(actor=actor, inputs=inputs, message=message, metadata=metadata, mode=mode)
+    row = await adb.fetchone(start.sql, start.params)
+    if row is None:
+        raise RunNotStarted("credits")
+    return started_run(start, row, actor=actor, message=message)
 
 
 def load_prepared(run: AgentRun) -> PreparedRun:
@@ -396,19 +526,16 @@ _FINISH_FIELDS = (
 )
 
 
-def finish_run(
+def finish_statement(
     prepared: PreparedRun,
     *,
     result: RunResultBase | None,
     error: BaseException | None = None,
     cancelled: bool = False,
-) -> AgentRun:
-    """Record how the run ended and settle its credits, in one statement. Returns the AgentRun.
+) -> tuple[str, dict[str, Any]]:
+    """Set the run's outcome on ``prepared.run`` and return the statement that records it (no query).
 
-    Success settles at the real cost and adds the turn to the conversation; failure and cancellation
-    refund the reservation. Idempotent: the outcome is written by a conditional UPDATE that only an
-    unfinished run matches, and the conversation and credits move only with it; a run finished already
-    is returned as it is.
+    The statement returns one row: whether it claimed the run (1 or 0) and how many credit entries it wrote.
     """
     run = prepared.run
     now = timezone.now()
@@ -464,22 +591,75 @@ def finish_run(
         moved = "(SELECT count(*) FROM credit_entry)"
     else:
         moved = "0"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM run_claimed), {moved}",  # noqa: S608
-            params,
-        )
-        claimed, credited = cursor.fetchone()
-    if claimed != 1:
-        return AgentRun.objects.get(pk=run.pk)
+    return f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM run_claimed), {moved}", params  # noqa: S608
+
+
+def _check_credited(run: AgentRun, credited: int) -> None:
     if run.reservation_id and not credited:
         # Its reservation was released meanwhile (the run outlived CREDITS_RESERVATION_TTL_SECONDS).
         logger.warning("Run %s ended after its reservation was closed; its cost was not charged", run.pk)
-    return run
 
 
-async def execute_run(prepared: PreparedRun) -> AgentRun:
-    """Run to the end and return the finished AgentRun (succeeded or failed; never raises for run errors)."""
+def finish_run(
+    prepared: PreparedRun,
+    *,
+    result: RunResultBase | None,
+    error: BaseException | None = None,
+    cancelled: bool = False,
+) -> AgentRun:
+    """Record how the run ended and settle its credits, in one statement. Returns the AgentRun.
+
+    Success settles at the real cost and adds the turn to the conversation; failure and cancellation
+    refund the reservation. Idempotent: the outcome is written by a conditional UPDATE that only an
+    unfinished run matches, and the conversation and credits move only with it; a run finished already
+    is returned as it is.
+    """
+    sql, params = finish_statement(prepared, result=result, error=error, cancelled=cancelled)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        claimed, credited = cursor.fetchone()
+    if claimed != 1:
+        return AgentRun.objects.get(pk=prepared.run.pk)
+    _check_credited(prepared.run, credited)
+    return prepared.run
+
+
+async def finish_run_async(
+    prepared: PreparedRun,
+    *,
+    result: RunResultBase | None,
+    error: BaseException | None = None,
+    cancelled: bool = False,
+) -> AgentRun:
+    """``finish_run`` for the event loop: the same statement, through config.adb."""
+    sql, params = finish_statement(prepared, result=result, error=error, cancelled=cancelled)
+    row = await adb.fetchone(sql, params)
+    claimed, credited = row if row is not None else (0, 0)
+    if claimed != 1:
+        return await db_call(AgentRun.objects.get, pk=prepared.run.pk)
+    _check_credited(prepared.run, credited)
+    return prepared.run
+
+
+Finisher = Callable[..., Awaitable[AgentRun]]
+
+
+async def finish_run_in_thread(
+    prepared: PreparedRun,
+    *,
+    result: RunResultBase | None,
+    error: BaseException | None = None,
+    cancelled: bool = False,
+) -> AgentRun:
+    """``finish_run`` from async code, through a database thread (config.db.db_call)."""
+    return await db_call(finish_run, prepared, result=result, error=error, cancelled=cancelled)
+
+
+async def execute_run(prepared: PreparedRun, *, finish: Finisher = finish_run_in_thread) -> AgentRun:
+    """Run to the end and return the finished AgentRun (succeeded or failed; never raises for run errors).
+
+    ``finish`` records the end: through a database thread by default, or ``finish_run_async``.
+    """
     result: RunResultBase | None = None
     try:
         root_agent = sdk_agent(prepared)
@@ -491,11 +671,11 @@ async def execute_run(prepared: PreparedRun) -> AgentRun:
             run_config=_run_config(prepared),
         )
     except asyncio.CancelledError:
-        await asyncio.shield(db_call(finish_run, prepared, result=result, cancelled=True))
+        await asyncio.shield(finish(prepared, result=result, cancelled=True))
         raise
     except Exception as exc:
-        return await db_call(finish_run, prepared, result=result, error=exc)
-    return await db_call(finish_run, prepared, result=result)
+        return await finish(prepared, result=result, error=exc)
+    return await finish(prepared, result=result)
 
 
 def _event(name: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -529,6 +709,26 @@ def _translate(event: Any) -> dict[str, Any] | None:
         if event.name == "handoff_occured":
             return _event("handoff", {"from": item.source_agent.name, "to": item.target_agent.name})
     return None
+
+
+def run_response(run: AgentRun) -> dict[str, Any]:
+    """Return the body of a finished run's answer, as the API documents it (AgentRunResponse)."""
+    return {
+        "run_id": run.pk,
+        "status": run.status,
+        "output": run.final_output,
+        "messages": run.new_items,
+        "usage": run.usage or {},
+        "cost": run.cost,
+        "trace_id": run.trace_id,
+        "conversation_id": run.conversation_id,
+        "last_agent": run.last_agent_name,
+    }
+
+
+def run_error_response(run: AgentRun) -> dict[str, Any]:
+    """Return the body of a failed run's answer (RunErrorOut, status 502)."""
+    return {"detail": run.error, "code": run.error_code, "run_id": run.pk}
 
 
 def done_payload(run: AgentRun) -> dict[str, Any]:
@@ -575,19 +775,19 @@ async def stream_run(prepared: PreparedRun) -> AsyncIterator[dict[str, Any]]:
             translated = _translate(event)
             if translated is not None:
                 yield translated
-        run = await db_call(finish_run, prepared, result=result)
+        run = await finish_run_in_thread(prepared, result=result)
         finished = True
     except (asyncio.CancelledError, GeneratorExit):
         raise
     except Exception as exc:
-        run = await db_call(finish_run, prepared, result=result, error=exc)
+        run = await finish_run_in_thread(prepared, result=result, error=exc)
         finished = True
         yield _event("error", {"code": run.error_code, "detail": run.error})
     finally:
         if not finished:
             if result is not None:
                 result.cancel()
-            await asyncio.shield(db_call(finish_run, prepared, result=result, cancelled=True))
+            await asyncio.shield(finish_run_in_thread(prepared, result=result, cancelled=True))
     yield _event("done", done_payload(run))
 
 

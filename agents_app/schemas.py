@@ -121,6 +121,16 @@ class AgentRunInput(Schema):
     provider_id: int | None = Field(None, description="Run the first agent on another provider")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    def run_fields(self) -> dict[str, Any]:
+        """Return the keyword arguments of ``prepare_run`` that come from this input."""
+        return {
+            "message": self.message,
+            "context_id": self.context_id,
+            "conversation_id": self.conversation_id,
+            "provider_id": self.provider_id,
+            "metadata": self.metadata,
+        }
+
 
 class Usage(Schema):
     requests: int = 0

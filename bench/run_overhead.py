@@ -2,7 +2,8 @@
 
 Both sides call the same fast scripted model server (aiohttp, a separate process) and use one process
 for the system under test: one uvicorn worker for the platform (database, auth, credits, run records,
-conversation memory), the benchmark process itself for ``Runner.run``. The load for the platform comes
+conversation memory; a plain token run like these is served by agents_app/hot_path.py), the benchmark process
+itself for ``Runner.run``. The load for the platform comes
 from this process with aiohttp, which is much cheaper than a run. Results are printed as ratios; the
 targets are at least 0.5 of the raw throughput at concurrency 32, and at most 10 ms added to the p50
 latency at concurrency 1.

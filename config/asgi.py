@@ -11,6 +11,8 @@ from django.core.asgi import get_asgi_application
 from django.core.signals import request_started
 from django.db import close_old_connections, reset_queries
 
+from config import adb
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 MAX_IDLE_REQUEST_THREADS = 64
@@ -50,8 +52,33 @@ class ReusedRequestThreads:
                 executor.shutdown(wait=False)
 
 
+class Lifespan:
+    """Answers the ASGI lifespan protocol, which Django's handler does not: at shutdown it closes the
+    event loop's async database pool (config.adb), whose connections would otherwise die with the loop."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await adb.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
 django_application = get_asgi_application()
-application = ReusedRequestThreads(django_application)
+
+from agents_app.hot_path import RunHotPath  # noqa: E402  (needs the apps loaded by get_asgi_application)
+
+# Plain token runs are served on the event loop (agents_app/hot_path.py); everything else by Django.
+application = Lifespan(ReusedRequestThreads(RunHotPath(django_application)))
 
 # Under ASGI a request's sync code never finds an old connection of its own to close when it starts:
 # connections are closed (returned to the pool) when each request finishes. Django's request_started

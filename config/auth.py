@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer, SessionAuth
@@ -74,6 +75,8 @@ class BrowserSessionAuth(SessionAuth):
     def __call__(self, request: HttpRequest) -> Actor | None:
         if is_token_api_request(request) or not hasattr(request, "user"):
             return None
+        if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            return None  # no credentials at all: a 401 that says how to authenticate, not a CSRF failure
         return super().__call__(request)
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Actor | None:

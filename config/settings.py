@@ -128,6 +128,8 @@ _db["CONN_MAX_AGE"] = 0
 if env_bool("DATABASE_POOL", True):
     _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
 DATABASES = {"default": _db}
+# The run hot path's statements (config/adb.py) use a small async pool per process, beside Django's.
+DATABASE_ASYNC_POOL_MAX_SIZE = env_int("DATABASE_ASYNC_POOL_MAX_SIZE", 10, minimum=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts_app.User"

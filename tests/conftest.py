@@ -166,7 +166,7 @@ def asgi_server(transactional_db) -> Iterator[str]:
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            lifespan="off",
+            lifespan="on",  # closes the run hot path's async pool at shutdown (agents_app/hot_path.py)
             # The plain asyncio loop closes idle keep-alive sockets cleanly at shutdown (uvloop warns).
             loop="asyncio",
             http="h11",

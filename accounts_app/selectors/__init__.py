@@ -1,7 +1,7 @@
 """Reads for accounts, workspaces, tokens and credits. Each takes the acting user or actor and scopes by it."""
 
 from accounts_app.selectors.credits import credit_balance_get, ledger_list
-from accounts_app.selectors.tokens import api_token_authenticate, api_token_list
+from accounts_app.selectors.tokens import api_token_authenticate, api_token_authenticate_async, api_token_list
 from accounts_app.selectors.workspaces import (
     actor_for_user,
     invitation_get_by_token,
@@ -16,6 +16,7 @@ from accounts_app.selectors.workspaces import (
 __all__ = [
     "actor_for_user",
     "api_token_authenticate",
+    "api_token_authenticate_async",
     "api_token_list",
     "credit_balance_get",
     "invitation_get_by_token",

@@ -1,0 +1,235 @@
+"""``POST /api/v1/agents/{id}/run`` for token calls, served on the event loop, beside Django's request stack.
+
+A run is the one call integrators make at volume, and the platform's own work around it (request stack,
+token check, credits, run records) used to cost more CPU than the SDK run itself. Here a plain JSON run
+(no ``stream``, no ``background``) that carries a bearer token is served by a small ASGI handler: the
+token check and the run's start and end are awaited on the event loop through config.adb (no thread
+hops), and the answer is built by the same schema and renderer as the ninja endpoint's.
+
+Only the outcomes of a run that has started (200 with the run, 502 with its error) are answered here.
+Anything else goes, untouched and with its body, to the full Django stack, which answers it as always:
+a bad or missing token (401), a viewer (403), another workspace's agent (404), invalid JSON or fields
+(422), too few credits (402), stream and background runs, a host not in ALLOWED_HOSTS, an insecure
+request under SECURE_SSL_REDIRECT. Nothing is written before that hand-over, so the answer is the one
+Django alone would give. The security headers are those Django's middleware set on the same response
+(computed by those middleware once per process; a test compares both stacks' headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port, validate_host
+from django.utils.module_loading import import_string
+from pydantic import ValidationError
+
+from accounts_app.selectors import api_token_authenticate_async
+from agents_app.models import RunStatus
+from agents_app.runs import execute_run, finish_run_async, prepare_run_async, run_error_response, run_response
+from agents_app.schemas import AgentRunInput, AgentRunResponse, RunErrorOut
+from config.middleware import InlineHooksMixin
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+RUN_PATH = re.compile(r"/api/v1/agents/([0-9]{1,18})/run")
+logger = logging.getLogger("django.request")  # where Django logs its 4xx/5xx answers
+
+
+class _HandOver(Exception):
+    """This request is the full stack's to answer."""
+
+
+class RunHotPath:
+    """ASGI middleware in front of Django: serves plain token runs itself, hands everything else on."""
+
+    def __init__(self, app: Any) -> None:  # Django's handler, typed with its own ASGI aliases
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = RUN_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
+        if match is None or scope["method"] != "POST" or scope.get("root_path") or not _servable(scope):
+            await self.app(scope, receive, send)
+            return
+        body, complete = await _read_body(receive)
+        if body is None:
+            return  # the client left before sending its request
+        if complete and len(body) <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE:  # else Django answers 413
+            try:
+                await _serve(scope, receive, send, agent_id=int(match.group(1)), body=body)
+                return
+            except _HandOver:
+                pass
+        await self.app(scope, _replay(body, complete, receive), send)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _is_secure(scope: Scope) -> bool:
+    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if proxy_header:
+        name, secure_value = proxy_header
+        header = name.removeprefix("HTTP_").lower().replace("_", "-").encode()
+        return _header(scope, header).split(",")[0].strip() == secure_value
+    return scope.get("scheme") == "https"
+
+
+def _servable(scope: Scope) -> bool:
+    """Return whether Django would get as far as the run endpoint, with a token, for this request."""
+    if _header(scope, b"authorization")[:7].lower() != "bearer ":
+        return False
+    content_type = _header(scope, b"content-type").split(";")[0].strip().lower()
+    if content_type != "application/json" or settings.DISALLOWED_USER_AGENTS or settings.USE_X_FORWARDED_HOST:
+        return False
+    if settings.SECURE_SSL_REDIRECT and not _is_secure(scope):
+        return False
+    domain, _ = split_domain_port(_header(scope, b"host"))
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(domain) and validate_host(domain, allowed)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes | None, bool]:
+    """Return (body, complete): the body read up to DATA_UPLOAD_MAX_MEMORY_SIZE, and whether that is all
+    of it; (None, False) if the client disconnected."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None, False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+        if size > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """Return a receive callable that gives what was read first, then the rest from ``receive``."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": not complete}
+        return await receive()
+
+    return replay
+
+
+async def _serve(scope: Scope, receive: Receive, send: Send, *, agent_id: int, body: bytes) -> None:
+    try:
+        payload = AgentRunInput.model_validate(json.loads(body))
+    except (ValueError, ValidationError):
+        raise _HandOver from None
+    if payload.stream or payload.background:
+        raise _HandOver
+    actor = await api_token_authenticate_async(raw_token=_header(scope, b"authorization")[7:].strip())
+    if actor is None:
+        raise _HandOver
+    try:
+        prepared = await prepare_run_async(actor=actor, agent_id=agent_id, **payload.run_fields())
+    except Exception:
+        # Nothing was written: the full stack answers with the error (or, if the cause has gone, the run).
+        raise _HandOver from None
+
+    run_task = asyncio.ensure_future(execute_run(prepared, finish=finish_run_async))
+    disconnect = asyncio.ensure_future(_disconnected(receive))
+    await asyncio.wait((run_task, disconnect), return_when=asyncio.FIRST_COMPLETED)
+    if not run_task.done():
+        # The client went away: cancel the run (it is recorded as cancelled and its credits refunded).
+        run_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_task
+        return
+    disconnect.cancel()
+    try:
+        run = run_task.result()
+    except Exception:
+        # The run could not be recorded (the database went away): as config/api.py answers the unexpected.
+        logging.getLogger("config.api").exception("Unhandled error in POST %s", scope["path"])
+        await _respond(
+            send, 500, {"detail": "Internal server error.", "code": "server_error"}, secure=_is_secure(scope)
+        )
+        return
+    if run.status == RunStatus.SUCCEEDED:
+        status, data = 200, AgentRunResponse.model_validate(run_response(run)).model_dump()
+    else:
+        status, data = 502, RunErrorOut.model_validate(run_error_response(run)).model_dump()
+        logger.error("%s: %s", HTTPStatus(status).phrase, scope["path"], extra={"status_code": status})
+    await _respond(send, status, data, secure=_is_secure(scope))
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _respond(send: Send, status: int, data: dict[str, Any], *, secure: bool) -> None:
+    from config.api import api
+
+    content = api.renderer.render(None, data, response_status=status).encode()  # type: ignore[arg-type]
+    headers = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-length", str(len(content)).encode()),
+        *middleware_headers(secure),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+@functools.cache
+def middleware_headers(secure: bool) -> tuple[tuple[bytes, bytes], ...]:
+    """Return the headers Django's middleware add to a token API call's JSON answer (secure or not).
+
+    Computed by those middleware themselves, once: the ones whose hooks are pure (config.middleware's
+    InlineHooksMixin: security, common, frame options, CSP), on a probe request; the others skip token calls.
+    """
+    request = HttpRequest()
+    request.method = "POST"
+    request.path = request.path_info = "/api/v1/agents/0/run"
+    request.META = {
+        "HTTP_AUTHORIZATION": "Bearer probe",
+        "HTTP_HOST": "probe",
+        "SERVER_NAME": "probe",
+        "SERVER_PORT": "443" if secure else "80",
+    }
+    request.is_secure = lambda: secure  # type: ignore[method-assign]
+    response = HttpResponse(b"", content_type="application/json; charset=utf-8")
+    for path in reversed(settings.MIDDLEWARE):  # response hooks run in reverse order
+        middleware = import_string(path)
+        if issubclass(middleware, InlineHooksMixin) and hasattr(middleware, "process_response"):
+            # The middleware are only asked for their response hook; get_response is never called.
+            response = middleware(_never_called).process_response(request, response)
+    skip = {"content-type", "content-length"}
+    return tuple(
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.items()
+        if name.lower() not in skip
+    )
+
+
+def _never_called(request: HttpRequest) -> HttpResponse:
+    raise AssertionError("middleware_headers calls process_response only")

@@ -1,0 +1,77 @@
+"""Database statements awaited on the event loop, for the few hot ones (a run's token check, start and end).
+
+Django's ORM is sync: from async code each query costs a hop to a thread and back, and under load those
+hops and the GIL hand-offs between 32 request threads cost more than the queries (measured in
+bench/run_overhead.py). The statements here go through psycopg's async connections instead, from a
+pool per event loop, configured as Django's own connections are (same database, adapters, client-side
+parameter binding, autocommit), so the same SQL and parameters work on both.
+
+Nothing here is transactional across statements: each statement commits on its own, as Django's
+autocommit does, which is why the hot path writes with single statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+from psycopg_pool import AsyncConnectionPool
+
+Params = Sequence[Any] | dict[str, Any]
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = weakref.WeakKeyDictionary()
+
+
+def connection_kwargs() -> dict[str, Any]:
+    """Return psycopg connection arguments equal to Django's for the default database, for async use.
+
+    Read at first use, not at import: the test runner renames the database first.
+    """
+    kwargs = dict(connection.get_connection_params())
+    kwargs.pop("pool", None)
+    kwargs["cursor_factory"] = psycopg.AsyncClientCursor  # Django binds parameters client-side too
+    kwargs["autocommit"] = True
+    return kwargs
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    # As Django does for its connections: the session time zone is the one Django expects.
+    if settings.USE_TZ and conn.info.parameter_status("TimeZone") != "UTC":
+        await conn.execute("SET TIME ZONE 'UTC'")
+
+
+async def pool() -> AsyncConnectionPool:
+    """Return this event loop's pool, opening it on first use."""
+    loop = asyncio.get_running_loop()
+    found = _pools.get(loop)
+    if found is None:
+        found = _pools[loop] = AsyncConnectionPool(
+            kwargs=connection_kwargs(),
+            min_size=1,
+            max_size=settings.DATABASE_ASYNC_POOL_MAX_SIZE,
+            timeout=10,
+            configure=_configure,
+            open=False,
+            name="async-hot-path",
+        )
+        await found.open()
+    return found
+
+
+async def fetchone(sql: str, params: Params | None = None) -> tuple[Any, ...] | None:
+    """Execute one statement (committed on its own) and return its first row, or None."""
+    async with (await pool()).connection() as conn:
+        cursor = await conn.execute(sql, params)
+        return await cursor.fetchone() if cursor.description else None
+
+
+async def close() -> None:
+    """Close this event loop's pool, if it has one (at server shutdown: its connections die with the loop)."""
+    found = _pools.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.close()

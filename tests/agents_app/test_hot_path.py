@@ -1,0 +1,320 @@
+"""The run hot path (agents_app/hot_path.py): plain token runs served on the event loop, everything else
+handed to Django untouched. Through uvicorn, as in production; the hand-overs are recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+import httpx2
+import pytest
+from django.test import override_settings
+
+from accounts_app.models import ApiToken, CreditAccount, LedgerEntry, Role
+from accounts_app.selectors import api_token_authenticate, api_token_authenticate_async
+from accounts_app.services import api_token_create
+from agents_app import hot_path
+from agents_app.models import AgentRun
+from config import adb
+from config.asgi import Lifespan
+from tests.factories import add_member, make_user
+from tests.fakes import Error, Reply
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def handed_over(monkeypatch) -> list[dict[str, Any]]:
+    """Record every request the hot path hands to Django: its method, path and the body Django read."""
+    from config.asgi import application
+
+    front = application.app.app
+    assert isinstance(front, hot_path.RunHotPath)
+    django_app = front.app
+    calls: list[dict[str, Any]] = []
+
+    async def recording(scope, receive, send):
+        if scope["type"] != "http":
+            await django_app(scope, receive, send)
+            return
+        call = {"method": scope["method"], "path": scope["path"], "body": b""}
+        calls.append(call)
+
+        async def receive_recorded():
+            message = await receive()
+            call["body"] += message.get("body", b"")
+            return message
+
+        await django_app(scope, receive_recorded, send)
+
+    monkeypatch.setattr(front, "app", recording)
+    return calls
+
+
+def bearer(actor) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_token_create(actor=actor, name='hot').raw}"}
+
+
+def run_url(server: str, agent) -> str:
+    return f"{server}/api/v1/agents/{agent.pk}/run"
+
+
+def balance(actor) -> Decimal:
+    return CreditAccount.objects.get(workspace=actor.workspace).balance
+
+
+def test_a_plain_token_run_is_answered_without_django(asgi_server, team, helper, fake_openai, handed_over):
+    fake_openai.script(Reply("Hi there!", usage=(100, 50)))
+    headers = bearer(team)
+    response = httpx2.post(run_url(asgi_server, helper), json={"message": "Hello"}, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert handed_over == []
+    body = response.json()
+    run = AgentRun.objects.get(pk=body["run_id"])
+    assert (run.status, run.final_output, run.mode, run.input) == ("succeeded", "Hi there!", "sync", "Hello")
+    assert body["output"] == "Hi there!"
+    assert body["usage"] == {"requests": 1, "input_tokens": 100, "output_tokens": 50, "total_tokens": 150}
+    assert (body["cost"], body["trace_id"], body["conversation_id"]) == ("0.2", run.trace_id, run.conversation_id)
+    assert balance(team) == Decimal("99.8")
+    kinds = sorted(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))
+    assert kinds == ["reserve", "settle"]
+    assert ApiToken.objects.get(workspace=team.workspace, name="hot").last_used_at is not None
+
+
+def test_the_hot_path_answers_exactly_as_django_does(asgi_server, team, helper, fake_openai, handed_over, monkeypatch):
+    fake_openai.script(Reply("Same answer.", usage=(10, 5)), Reply("Same answer.", usage=(10, 5)))
+    headers = bearer(team)
+    hot = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi", "metadata": {"k": 1}}, headers=headers)
+    monkeypatch.setattr(hot_path, "_servable", lambda scope: False)
+    full = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi", "metadata": {"k": 1}}, headers=headers)
+    assert [call["path"] for call in handed_over] == [f"/api/v1/agents/{helper.pk}/run"]
+    assert hot.status_code == full.status_code == 200
+
+    def comparable(response: httpx2.Response) -> tuple[dict[str, str], dict[str, Any]]:
+        varying_headers = {"content-length", "date", "server"}
+        response_headers = {k: v for k, v in response.headers.items() if k not in varying_headers}
+        body = {k: v for k, v in response.json().items() if k not in {"run_id", "trace_id", "conversation_id"}}
+        for message in body["messages"]:
+            message["provider_data"].pop("response_id")  # the model's own id for each answer
+        return response_headers, body
+
+    assert comparable(hot) == comparable(full)
+    assert "content-security-policy" in hot.headers
+    assert hot.headers["x-frame-options"] == "DENY"
+    runs = list(AgentRun.objects.order_by("pk").values_list("metadata", "status", "cost"))
+    assert runs[0] == runs[1] == ({"k": 1}, "succeeded", Decimal("0.02"))
+
+
+def test_a_failed_run_is_a_502_and_refunded(asgi_server, team, helper, fake_openai, handed_over):
+    fake_openai.script(Error(401))
+    before = balance(team)
+    response = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=bearer(team))
+    assert response.status_code == 502
+    assert handed_over == []
+    body = response.json()
+    run = AgentRun.objects.get(pk=body["run_id"])
+    assert (body["code"], run.status, run.error_code) == ("provider_auth_failed", "failed", "provider_auth_failed")
+    assert body["detail"] == run.error
+    assert "sk-fake" not in run.error
+    assert balance(team) == before
+
+
+def test_a_conversation_continues_through_the_hot_path(asgi_server, team, helper, fake_openai, handed_over):
+    fake_openai.script(Reply("I am Helper."), Reply("You asked who I am."))
+    headers = bearer(team)
+    first = httpx2.post(run_url(asgi_server, helper), json={"message": "Who are you?"}, headers=headers).json()
+    second = httpx2.post(
+        run_url(asgi_server, helper),
+        json={"message": "What did I ask?", "conversation_id": first["conversation_id"]},
+        headers=headers,
+    )
+    assert second.status_code == 200
+    assert handed_over == []
+    assert second.json()["conversation_id"] == first["conversation_id"]
+    messages = fake_openai.requests_to("/v1/chat/completions")[1].body["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["Who are you?", "What did I ask?"]
+    assert messages[-2] == {"role": "assistant", "content": "I am Helper."}
+
+
+def test_a_client_that_leaves_cancels_the_run_and_is_refunded(asgi_server, team, helper, fake_openai, handed_over):
+    fake_openai.script(Reply("Too late.", delay=5))
+    before = balance(team)
+    with pytest.raises(httpx2.ReadTimeout):
+        httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=bearer(team), timeout=1)
+    deadline = time.monotonic() + 10
+    while not AgentRun.objects.filter(status="cancelled").exists():
+        assert time.monotonic() < deadline, list(AgentRun.objects.values_list("status", flat=True))
+        time.sleep(0.05)
+    run = AgentRun.objects.get()
+    assert run.error_code == "cancelled"
+    assert balance(team) == before
+    assert handed_over == []
+
+
+def viewer_token(team) -> dict[str, str]:
+    return bearer(add_member(actor=team, user=make_user(username="victor"), role=Role.VIEWER))
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("no token", 401, "not_authenticated"),
+        ("unknown token", 401, "not_authenticated"),
+        ("viewer", 403, "permission_denied"),
+        ("outsider", 404, "not_found"),
+        ("not json", 400, None),
+        ("empty message", 422, "validation_error"),
+        ("unknown field type", 422, "validation_error"),
+        ("no credits", 402, "insufficient_credits"),
+        ("host not allowed", 400, None),
+    ],
+)
+def test_what_the_hot_path_does_not_serve_gets_djangos_answer(
+    asgi_server, team, outsider, helper, fake_openai, handed_over, case, status, code
+):
+    headers = {"Content-Type": "application/json", **bearer(team)}
+    body = json.dumps({"message": "Hi"}).encode()
+    if case == "no token":
+        del headers["Authorization"]
+    elif case == "unknown token":
+        headers["Authorization"] = "Bearer ap_unknown"
+    elif case == "viewer":
+        headers |= viewer_token(team)
+    elif case == "outsider":
+        headers |= bearer(outsider)
+    elif case == "not json":
+        body = b"{not json"
+    elif case == "empty message":
+        body = b'{"message": ""}'
+    elif case == "unknown field type":
+        body = b'{"message": "Hi", "conversation_id": "abc"}'
+    elif case == "no credits":
+        CreditAccount.objects.filter(workspace=team.workspace).update(balance=0)
+    elif case == "host not allowed":
+        headers["Host"] = "evil.example"
+    response = httpx2.post(run_url(asgi_server, helper), content=body, headers=headers)
+    assert response.status_code == status, response.text
+    if code is not None:
+        assert response.json()["code"] == code
+    assert handed_over == [{"method": "POST", "path": f"/api/v1/agents/{helper.pk}/run", "body": body}]
+    assert not AgentRun.objects.exists()  # nothing was written before the hand-over
+    assert not fake_openai.requests_to("/v1/chat/completions")
+
+
+def test_stream_and_background_runs_are_djangos(asgi_server, team, helper, fake_openai, handed_over, monkeypatch):
+    from agents_app.tasks import agent_run_execute
+
+    queued_ids: list[int] = []
+    monkeypatch.setattr(agent_run_execute, "delay", lambda run_id: queued_ids.append(run_id))
+    fake_openai.script(Reply("Streamed."))
+    headers = bearer(team)
+    streamed = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi", "stream": True}, headers=headers)
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert "event: done" in streamed.text
+    queued = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi", "background": True}, headers=headers)
+    assert queued.status_code == 202
+    assert queued_ids == [queued.json()["run_id"]]
+    assert [json.loads(call["body"]) for call in handed_over] == [
+        {"message": "Hi", "stream": True},
+        {"message": "Hi", "background": True},
+    ]
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=2048)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_upload_limit_reaches_django_whole(
+    asgi_server, team, helper, fake_openai, handed_over, chunked
+):
+    body = json.dumps({"message": "x" * 5000}).encode()
+    chunks = [body[i : i + 1000] for i in range(0, len(body), 1000)]  # sent in pieces
+    response = httpx2.post(
+        run_url(asgi_server, helper),
+        content=iter(chunks) if chunked else body,
+        headers={"Content-Type": "application/json", **bearer(team)},
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] == "too_large"
+    assert [call["body"] for call in handed_over] == [body]
+    assert not AgentRun.objects.exists()
+
+
+def test_security_headers_follow_the_settings():
+    hot_path.middleware_headers.cache_clear()
+    try:
+        with override_settings(SECURE_HSTS_SECONDS=3600):
+            secure = dict(hot_path.middleware_headers(True))
+            plain = dict(hot_path.middleware_headers(False))
+    finally:
+        hot_path.middleware_headers.cache_clear()
+    assert secure[b"strict-transport-security"] == b"max-age=3600"
+    assert b"strict-transport-security" not in plain
+    assert plain[b"x-content-type-options"] == b"nosniff"
+    assert plain[b"x-frame-options"] == b"DENY"
+
+
+def test_async_token_check_matches_the_sync_one(team):
+    issued = api_token_create(actor=team, name="twin")
+    ApiToken.objects.filter(pk=issued.token.pk).update(last_used_at=None)
+
+    async def check(raw: str):
+        try:
+            return await api_token_authenticate_async(raw_token=raw)
+        finally:
+            await adb.close()
+
+    actor = asyncio.run(check(issued.raw))
+    assert actor is not None
+    stamped = ApiToken.objects.get(pk=issued.token.pk).last_used_at
+    assert stamped is not None
+    assert stamped == actor.token.last_used_at
+    twin = api_token_authenticate(raw_token=issued.raw)
+    assert (actor.user.pk, actor.workspace.pk, actor.role) == (twin.user.pk, twin.workspace.pk, twin.role)
+    assert actor.workspace.created_at == twin.workspace.created_at  # datetimes load alike (UTC, aware)
+    assert actor.token.created_at.utcoffset() is not None
+    ApiToken.objects.filter(pk=issued.token.pk).update(revoked_at=stamped)
+    assert asyncio.run(check(issued.raw)) is None
+    assert asyncio.run(check("not-a-token")) is None
+
+
+def test_shutdown_closes_the_async_pool():
+    async def serve_lifespan() -> bool:
+        row = await adb.fetchone("SELECT 1")
+        pool = await adb.pool()
+        messages: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        for kind in ("lifespan.startup", "lifespan.shutdown"):
+            messages.put_nowait({"type": kind})
+        sent: list[str] = []
+
+        async def send(message):
+            sent.append(message["type"])
+
+        await Lifespan(app=None)({"type": "lifespan"}, messages.get, send)
+        assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        return row == (1,) and pool.closed
+
+    assert asyncio.run(serve_lifespan())
+
+
+def test_concurrent_runs_share_a_small_pool(asgi_server, team, helper, fake_openai, handed_over):
+    CreditAccount.objects.filter(workspace=team.workspace).update(balance=10_000)
+    replies = [Reply(f"Answer {i}", delay=0.3) for i in range(12)]
+    fake_openai.script(*replies)
+    headers = bearer(team)
+    statuses: list[int] = []
+
+    def call() -> None:
+        statuses.append(httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=headers).status_code)
+
+    with override_settings(DATABASE_ASYNC_POOL_MAX_SIZE=2):
+        callers = [threading.Thread(target=call) for _ in range(12)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(timeout=30)
+    assert statuses == [200] * 12
+    assert AgentRun.objects.filter(status="succeeded").count() == 12
+    assert handed_over == []
