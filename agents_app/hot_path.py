@@ -96,8 +96,10 @@ def _servable(scope: Scope) -> bool:
     if _header(scope, b"authorization")[:7].lower() != "bearer ":
         return False
     content_type = _header(scope, b"content-type").split(";")[0].strip().lower()
-    if content_type != "application/json" or settings.DISALLOWED_USER_AGENTS or settings.USE_X_FORWARDED_HOST:
+    if content_type != "application/json":
         return False
+    if settings.DISALLOWED_USER_AGENTS or settings.USE_X_FORWARDED_HOST or settings.PREPEND_WWW:
+        return False  # CommonMiddleware's checks and redirects: rare settings, left to Django
     if settings.SECURE_SSL_REDIRECT and not _is_secure(scope):
         return False
     domain, _ = split_domain_port(_header(scope, b"host"))

@@ -171,6 +171,7 @@ def viewer_token(team) -> dict[str, str]:
         ("unknown field type", 422, "validation_error"),
         ("no credits", 402, "insufficient_credits"),
         ("host not allowed", 400, None),
+        ("prepend www", 301, None),
     ],
 )
 def test_what_the_hot_path_does_not_serve_gets_djangos_answer(
@@ -196,7 +197,8 @@ def test_what_the_hot_path_does_not_serve_gets_djangos_answer(
         CreditAccount.objects.filter(workspace=team.workspace).update(balance=0)
     elif case == "host not allowed":
         headers["Host"] = "evil.example"
-    response = httpx2.post(run_url(asgi_server, helper), content=body, headers=headers)
+    with override_settings(PREPEND_WWW=case == "prepend www"):
+        response = httpx2.post(run_url(asgi_server, helper), content=body, headers=headers)
     assert response.status_code == status, response.text
     if code is not None:
         assert response.json()["code"] == code
