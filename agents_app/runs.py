@@ -17,6 +17,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -41,7 +42,7 @@ from agents_app.runtime import Graph, RunContext, build_sdk_graph, load_graph, t
 from agents_app.selectors import conversation_get
 from config import adb
 from config.db import db_call, insert_cte, update_set
-from config.errors import ApplicationError
+from config.errors import ApplicationError, ConflictError
 from providers_app.failures import describe_failure
 from providers_app.models import Provider, model_prices
 from providers_app.runtime import ResolvedModel, build_model
@@ -422,6 +423,44 @@ def fail_unstarted_run(*, run_id: int, error: ApplicationError) -> AgentRun:
     return run
 
 
+ABANDONED_MESSAGES = {
+    RunStatus.RUNNING: "The run stopped without finishing (its server process ended); its credits were refunded.",
+    RunStatus.QUEUED: "No worker started the run in time; its credits were refunded.",
+}
+
+
+def fail_abandoned_runs(*, older_than: timedelta | None = None, now: datetime | None = None) -> int:
+    """Fail every run still queued or running CREDITS_RESERVATION_TTL_SECONDS after it was created, and
+    refund its reservation. Returns how many runs it failed.
+
+    Every live run ends before then (RUN_TIMEOUT_SECONDS and the Celery time limit are shorter, which the
+    settings enforce), so such a run's process died: without this it would stay "running" for ever. A run
+    that is swept cannot be finished later (its end only claims unfinished runs).
+    """
+    ttl = older_than if older_than is not None else timedelta(seconds=settings.CREDITS_RESERVATION_TTL_SECONDS)
+    cutoff = (now or timezone.now()) - ttl
+    failed = 0
+    for status, message in ABANDONED_MESSAGES.items():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_RUN_TABLE} SET status = %s, error = %s, error_code = %s, finished_at = %s "  # noqa: S608
+                "WHERE status = %s AND created_at < %s RETURNING id, reservation_id",
+                [RunStatus.FAILED, message, "abandoned", timezone.now(), status, cutoff],
+            )
+            rows = cursor.fetchall()
+        failed += len(rows)
+        reservation_ids = [reservation_id for _, reservation_id in rows if reservation_id]
+        open_reservations = CreditReservation.objects.filter(pk__in=reservation_ids, status=ReservationStatus.OPEN)
+        for reservation in open_reservations.select_related("workspace"):
+            try:
+                credits_refund(reservation=reservation, reason="Released: the run was abandoned")
+            except ConflictError:
+                continue  # closed meanwhile
+        for run_id, _ in rows:
+            logger.warning("Run %s was %s past its time and is now failed (abandoned)", run_id, status)
+    return failed
+
+
 def claim_queued_run(run_id: int) -> AgentRun | None:
     """Move a queued run to running; return it, or None when another worker got it (or it is not queued)."""
     claimed = AgentRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
@@ -492,12 +531,21 @@ def _usage(result: RunResultBase | None) -> dict[str, int]:
     }
 
 
+class RunTimedOut(Exception):
+    """The run reached RUN_TIMEOUT_SECONDS."""
+
+
 def describe_run_error(exc: BaseException, prepared: PreparedRun) -> ApplicationError:
     """Return the error a failed run reports: what went wrong, never a secret or a stack trace."""
     if isinstance(exc, ApplicationError):
         return exc
     if isinstance(exc, openai.OpenAIError):
         return describe_failure(exc, prepared.root_provider)
+    if isinstance(exc, RunTimedOut):
+        return ApplicationError(
+            f"The run took longer than {settings.RUN_TIMEOUT_SECONDS} s (RUN_TIMEOUT_SECONDS) and was stopped.",
+            code="run_timeout",
+        )
     if isinstance(exc, MaxTurnsExceeded):
         return ApplicationError(
             f"The agent did not finish within {prepared.max_turns} turns (max_turns).", code="max_turns_exceeded"
@@ -663,13 +711,17 @@ async def execute_run(prepared: PreparedRun, *, finish: Finisher = finish_run_in
     result: RunResultBase | None = None
     try:
         root_agent = sdk_agent(prepared)
-        result = await Runner.run(
-            root_agent,
-            prepared.run_input(),
-            context=prepared.context,
-            max_turns=prepared.max_turns,
-            run_config=_run_config(prepared),
-        )
+        try:
+            async with asyncio.timeout(settings.RUN_TIMEOUT_SECONDS):
+                result = await Runner.run(
+                    root_agent,
+                    prepared.run_input(),
+                    context=prepared.context,
+                    max_turns=prepared.max_turns,
+                    run_config=_run_config(prepared),
+                )
+        except TimeoutError:
+            raise RunTimedOut from None
     except asyncio.CancelledError:
         await asyncio.shield(finish(prepared, result=result, cancelled=True))
         raise
@@ -771,10 +823,25 @@ async def stream_run(prepared: PreparedRun) -> AsyncIterator[dict[str, Any]]:
             max_turns=prepared.max_turns,
             run_config=_run_config(prepared),
         )
-        async for event in result.stream_events():
-            translated = _translate(event)
-            if translated is not None:
-                yield translated
+        # The deadline cancels the SDK run, which ends its event stream; no timeout scope spans the yields.
+        streamed = result
+        timed_out = False
+
+        def stop() -> None:
+            nonlocal timed_out
+            timed_out = True
+            streamed.cancel()
+
+        deadline = asyncio.get_running_loop().call_later(settings.RUN_TIMEOUT_SECONDS, stop)
+        try:
+            async for event in result.stream_events():
+                translated = _translate(event)
+                if translated is not None:
+                    yield translated
+        finally:
+            deadline.cancel()
+        if timed_out:
+            raise RunTimedOut
         run = await finish_run_in_thread(prepared, result=result)
         finished = True
     except (asyncio.CancelledError, GeneratorExit):

@@ -51,3 +51,11 @@ def agent_run_execute(run_id: int) -> str:
     except BaseException as exc:  # a time limit or a crash: never leave the run "running"
         publish_final(finish_run(prepared, result=None, error=exc))
         raise
+
+
+@shared_task(acks_late=True, max_retries=3, autoretry_for=(ConnectionError,), retry_backoff=True)
+def runs_fail_abandoned() -> int:
+    """Fail runs whose process died before they ended, and refund them. Returns how many."""
+    from agents_app.runs import fail_abandoned_runs
+
+    return fail_abandoned_runs()

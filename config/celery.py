@@ -19,4 +19,9 @@ app.conf.beat_schedule = {
         "task": "accounts_app.tasks.credits_release_stale_reservations",
         "schedule": crontab(minute="*/5"),
     },
+    # Every 5 minutes: fail (and refund) runs still unfinished long after every live run would have ended.
+    "runs-fail-abandoned": {
+        "task": "agents_app.tasks.runs_fail_abandoned",
+        "schedule": crontab(minute="*/5"),
+    },
 }

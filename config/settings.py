@@ -282,6 +282,14 @@ RUN_RESERVATION_TURNS = env_int("RUN_RESERVATION_TURNS", 3, minimum=1)
 RUN_START_ASYNC_COMMIT = env_bool("RUN_START_ASYNC_COMMIT", True)
 # How long a background run's live events stay readable (GET /api/v1/runs/{id}/events) after the last one.
 RUN_EVENTS_TTL_SECONDS = env_int("RUN_EVENTS_TTL_SECONDS", 3600, minimum=60)
+# A run is stopped (failed, refunded) after this long. With the Celery time limit it bounds every live run,
+# so one still unfinished after CREDITS_RESERVATION_TTL_SECONDS is dead: the periodic sweep fails it.
+RUN_TIMEOUT_SECONDS = env_int("RUN_TIMEOUT_SECONDS", 900, minimum=1)
+if max(RUN_TIMEOUT_SECONDS, CELERY_TASK_TIME_LIMIT) >= CREDITS_RESERVATION_TTL_SECONDS:
+    raise ImproperlyConfigured(
+        "CREDITS_RESERVATION_TTL_SECONDS must be longer than RUN_TIMEOUT_SECONDS and CELERY_TASK_TIME_LIMIT: "
+        "a run still open after that time is treated as dead."
+    )
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

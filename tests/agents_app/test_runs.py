@@ -14,7 +14,7 @@ from accounts_app.models import CreditAccount, CreditReservation, LedgerEntry
 from accounts_app.services import credits_release_stale_reservations
 from agents_app.exceptions import InvalidInputError, NotFoundError
 from agents_app.models import AgentRun, Conversation, ConversationItem
-from agents_app.runs import execute_run, finish_run, prepare_run, stream_run
+from agents_app.runs import execute_run, finish_run, load_prepared, prepare_run, stream_run
 from agents_app.services import agent_create, context_create, handoff_add
 from providers_app.clients import close_clients_for_running_loop
 from tests.fakes import Error, Reply, ToolCall
@@ -368,3 +368,55 @@ def test_a_background_run_continues_a_conversation(team, helper, fake_openai, mo
     messages = fake_openai.requests_to("/v1/chat/completions")[1].body["messages"]
     assert "blue" in json.dumps(messages[1])
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+
+
+@override_settings(RUN_TIMEOUT_SECONDS=1)
+def test_a_run_is_stopped_at_its_timeout_and_refunded(team, helper, fake_openai):
+    fake_openai.script(Reply("Too slow.", delay=4))
+    before = balance(team)
+    run = run_sync(team, helper)
+    assert (run.status, run.error_code) == ("failed", "run_timeout")
+    assert "longer than 1 s (RUN_TIMEOUT_SECONDS)" in run.error
+    assert balance(team) == before
+
+
+@override_settings(RUN_TIMEOUT_SECONDS=1)
+def test_a_streamed_run_is_stopped_at_its_timeout(team, helper, fake_openai):
+    fake_openai.script(Reply("Too slow to finish.", chunk_delay=0.4))
+    before = balance(team)
+    events, run_id = collect_stream(team, helper)
+    names = [event["event"] for event in events]
+    assert names[-2:] == ["error", "done"]
+    assert events[-2]["data"]["code"] == "run_timeout"
+    run = AgentRun.objects.get(pk=run_id)
+    assert (run.status, run.error_code) == ("failed", "run_timeout")
+    assert balance(team) == before
+
+
+def test_abandoned_runs_are_failed_and_refunded(team, helper, fake_openai, monkeypatch):
+    from agents_app.runs import fail_abandoned_runs
+    from agents_app.tasks import agent_run_execute, runs_fail_abandoned
+
+    monkeypatch.setattr(agent_run_execute, "delay", lambda **kwargs: None)
+    start = balance(team)
+    running = prepare_run(actor=team, agent_id=helper.pk, message="Hi").run  # its process will "die"
+    queued = prepare_run(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
+    recent = prepare_run(actor=team, agent_id=helper.pk, message="Hi").run
+    fake_openai.script(Reply("Done."))
+    done = run_sync(team, helper)
+    old = done.created_at - timedelta(hours=2)
+    AgentRun.objects.exclude(pk=recent.pk).update(created_at=old)
+    assert runs_fail_abandoned.run() == 2
+    rows = {run.pk: run for run in AgentRun.objects.all()}
+    assert (rows[running.pk].status, rows[running.pk].error_code) == ("failed", "abandoned")
+    assert "server process ended" in rows[running.pk].error
+    assert "No worker started the run" in rows[queued.pk].error
+    assert rows[recent.pk].status == "running"
+    assert rows[done.pk].status == "succeeded"
+    refunded = CreditReservation.objects.filter(pk__in=[running.reservation_id, queued.reservation_id])
+    assert set(refunded.values_list("status", flat=True)) == {"refunded"}
+    held = CreditReservation.objects.get(pk=recent.reservation_id or 0).amount  # the live run keeps its own
+    assert balance(team) == start - done.cost - held
+    assert fail_abandoned_runs() == 0  # nothing twice
+    late = finish_run(load_prepared(rows[running.pk]), result=None)
+    assert late.error_code == "abandoned"  # a swept run cannot be finished later

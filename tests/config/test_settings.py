@@ -120,3 +120,26 @@ def test_database_url_must_be_postgres(tmp_path):
     )
     assert result.returncode != 0
     assert "DATABASE_URL must be a postgres:// URL" in result.stderr
+
+
+def test_the_reservation_ttl_must_outlast_every_run(tmp_path):
+    result = _run_manage(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "VAR_DIR": str(tmp_path),
+            "DATABASE_URL": "postgresql://x@127.0.0.1/x",
+            "RUN_TIMEOUT_SECONDS": "4000",
+        },
+        "check",
+    )
+    assert result.returncode != 0
+    assert "CREDITS_RESERVATION_TTL_SECONDS must be longer than RUN_TIMEOUT_SECONDS" in result.stderr
+
+
+def test_periodic_jobs_name_registered_tasks():
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    names = [job["task"] for job in app.conf.beat_schedule.values()]
+    assert "agents_app.tasks.runs_fail_abandoned" in names
+    assert all(name in app.tasks for name in names)
