@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -59,6 +60,10 @@ class Workspace(models.Model):
     # Bumped by every change to the workspace's agents, handoffs, contexts or providers: cached agent
     # definitions are keyed by it (see agents_app.definitions).
     config_version = models.PositiveBigIntegerField(default=0)
+    # Traces older than this are deleted by a periodic task (traces_app.services.traces_delete_expired).
+    trace_retention_days = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(3650)]
+    )
     members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="workspaces"
     )

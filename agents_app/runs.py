@@ -23,7 +23,7 @@ from typing import Any
 
 import openai
 from agents import Agent as SDKAgent
-from agents import MaxTurnsExceeded, ModelBehaviorError, RunConfig, Runner, gen_trace_id
+from agents import MaxTurnsExceeded, ModelBehaviorError, RunConfig, Runner, gen_trace_id, get_current_trace
 from agents.exceptions import AgentsException
 from agents.result import RunResultBase
 from django.conf import settings
@@ -47,6 +47,7 @@ from providers_app.failures import describe_failure
 from providers_app.models import Provider, model_prices
 from providers_app.runtime import ResolvedModel, build_model
 from providers_app.selectors import local_provider, provider_for_run, provider_get
+from traces_app import redaction
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 100_000
@@ -108,6 +109,13 @@ def run_cost(provider: Provider, model: str, usage: dict[str, int]) -> Decimal:
     return (
         Decimal(usage.get("input_tokens", 0)) * price_in + Decimal(usage.get("output_tokens", 0)) * price_out
     ) / _MILLION
+
+
+def current_trace_id() -> str | None:
+    """Return the id of the trace this code runs in (a workflow's), if any: a run started inside one is
+    recorded under it, as the SDK will put its spans there."""
+    trace = get_current_trace()
+    return trace.trace_id if trace is not None and trace.trace_id != "no-op" else None
 
 
 def check_message(message: object) -> str:
@@ -217,7 +225,7 @@ def run_start(*, actor: Actor, inputs: RunInputs, message: str, metadata: dict[s
         provider=inputs.root_provider if inputs.root_provider.pk else None,
         provider_type=inputs.root_provider.type,
         model_name=inputs.root_model,
-        trace_id=gen_trace_id(),
+        trace_id=current_trace_id() or gen_trace_id(),
         metadata=metadata or {},
         created_by=actor.user,
         started_at=timezone.now(),
@@ -510,12 +518,28 @@ def sdk_agent(prepared: PreparedRun) -> SDKAgent[RunContext]:
     return agent
 
 
+def run_secrets(prepared: PreparedRun) -> list[str]:
+    """Return the secrets this run's models are called with (provider keys and extra header values)."""
+    providers = {p.pk: p for p in (*prepared.graph.providers(), prepared.root_provider, prepared.default_provider)}
+    secrets: list[str] = []
+    for provider in providers.values():
+        secrets.append(provider.api_key or "")
+        secrets.extend(str(value) for value in (provider.extra_headers or {}).values())
+    return secrets
+
+
 def _run_config(prepared: PreparedRun) -> RunConfig:
+    # Its trace must never store the keys the run uses (traces_app/redaction.py).
+    redaction.remember(prepared.run.trace_id, run_secrets(prepared))
     return RunConfig(
         workflow_name=prepared.run.agent_name,
         trace_id=prepared.run.trace_id,
         group_id=str(prepared.conversation_id),
-        trace_metadata={"workspace_id": str(prepared.context.workspace_id), "run_id": str(prepared.run.pk)},
+        trace_metadata={
+            "workspace_id": str(prepared.context.workspace_id),
+            "run_id": str(prepared.run.pk),
+            "agent_id": str(prepared.graph.root_id),
+        },
     )
 
 

@@ -291,6 +291,10 @@ if max(RUN_TIMEOUT_SECONDS, CELERY_TASK_TIME_LIMIT) >= CREDITS_RESERVATION_TTL_S
         "a run still open after that time is treated as dead."
     )
 
+# --- Traces ---------------------------------------------------------------------------------------
+# Strings in stored spans are cut to this many characters (a model's whole input can be huge).
+TRACE_MAX_STRING_CHARS = env_int("TRACE_MAX_STRING_CHARS", 20_000, minimum=100)
+
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
 LOGGING = {

@@ -20,6 +20,18 @@ from accounts_app.services import api_token_create
 from tests.factories import add_member, make_user, make_workspace
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """After each test, before its fixtures (and database) are torn down, let the trace writer finish: a
+    run's trace must not be written into the next test's database."""
+    try:
+        return (yield)
+    finally:
+        from agents import flush_traces
+
+        flush_traces()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run browser tests last: they are the slowest, and a failure elsewhere should show first."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -1,0 +1,190 @@
+"""The trace processor: every run's trace and spans land in Postgres, complete, and never at a run's expense."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from agents import flush_traces
+
+from agents_app.services import agent_create, handoff_add
+from tests.agents_app.test_runs import run_sync
+from tests.fakes import Reply, ToolCall
+from traces_app.models import Span, Trace
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_run_with_a_tool_call_and_a_handoff_leaves_its_span_tree(team, fake_provider, fake_openai):
+    researcher = agent_create(actor=team, name="Researcher", instructions="Find facts.")
+    writer = agent_create(
+        actor=team,
+        name="Writer",
+        instructions="Write.",
+        tools=[{"type": "agent", "agent_id": researcher.pk, "name": "research"}],
+    )
+    editor = agent_create(actor=team, name="Editor", instructions="Edit.")
+    handoff_add(actor=team, agent_id=writer.pk, target_id=editor.pk)
+    fake_openai.script(
+        ToolCall("research", {"input": "capital of Norway"}),
+        Reply("Oslo.", usage=(7, 2)),
+        ToolCall("transfer_to_editor"),
+        Reply("Oslo is the capital.", usage=(11, 5)),
+    )
+    run = run_sync(team, writer)
+    assert run.status == "succeeded"
+    flush_traces()
+    trace = Trace.objects.get(trace_id=run.trace_id)
+    assert (trace.workspace_id, trace.run_id, trace.agent_id, trace.status) == (
+        team.workspace.pk,
+        run.pk,
+        writer.pk,
+        "ok",
+    )
+    assert trace.name == "Writer"
+    assert trace.ended_at is not None
+    assert trace.duration_ms is not None
+    spans = {s.span_id: s for s in Span.objects.filter(trace=trace)}
+    assert trace.span_count == len(spans)
+    kinds = sorted(s.kind for s in spans.values())
+    assert kinds.count("generation") == 4
+    assert "function" in kinds
+    assert "handoff" in kinds
+    by_kind = {s.kind: s for s in spans.values()}
+    tool = by_kind["function"]
+    assert tool.name == "research"
+    assert json.loads(tool.data["input"]) == {"input": "capital of Norway"}
+    assert tool.data["output"] == "Oslo."
+    assert by_kind["handoff"].name == "Writer → Editor"
+    # Parents: every span but the root agents has its parent in the trace; the tool's agent span is its parent.
+    for span in spans.values():
+        assert span.parent_id == "" or span.parent_id in spans
+    ancestor = spans[tool.parent_id]
+    while ancestor.kind != "agent":  # the SDK puts turn spans (custom) between an agent and its calls
+        ancestor = spans[ancestor.parent_id]
+    assert ancestor.name == "Writer"
+    researcher_agent = next(s for s in spans.values() if s.kind == "agent" and s.name == "Researcher")
+    parent = spans[researcher_agent.parent_id]
+    while parent.span_id != tool.span_id and parent.parent_id:
+        parent = spans[parent.parent_id]
+    assert parent.span_id == tool.span_id  # the agent used as a tool runs inside its function span
+    for span in spans.values():
+        assert span.started_at is not None
+        assert span.ended_at is not None
+        assert span.started_at <= span.ended_at
+    generations = [s for s in spans.values() if s.kind == "generation"]
+    assert sum(s.input_tokens for s in generations) == trace.input_tokens
+    assert trace.output_tokens == sum(s.output_tokens for s in generations)
+    assert any(g.data["output"] and "Oslo is the capital." in json.dumps(g.data["output"]) for g in generations)
+    assert any(g.data["input"][0] == {"role": "system", "content": "Write."} for g in generations)
+
+
+def test_a_provider_key_in_instructions_or_tool_arguments_is_not_stored(team, fake_provider, fake_openai):
+    key = "sk-fake-0123456789"  # the provider's key: too short for the key patterns, known to the run
+    stranger = "sk-proj-" + "a1B2" * 8  # not a key of this workspace, but shaped like one
+    leaky = agent_create(
+        actor=team,
+        name="Leaky",
+        instructions=f"Use the key {key} when asked.",
+        tools=[{"type": "agent", "agent_id": agent_create(actor=team, name="Tool").pk, "name": "lookup"}],
+    )
+    fake_openai.script(ToolCall("lookup", {"input": f"{key} and {stranger}"}), Reply("ok"), Reply(f"Done {key}"))
+    run = run_sync(team, leaky, f"My other key is {stranger}")
+    flush_traces()
+    stored = json.dumps([[s.data, s.error] for s in Span.objects.filter(trace_id=run.trace_id)])
+    stored += json.dumps(list(Trace.objects.filter(trace_id=run.trace_id).values_list("metadata", flat=True)))
+    assert Span.objects.filter(trace_id=run.trace_id).count() > 3
+    assert key not in stored
+    assert stranger not in stored
+    assert "[redacted]" in stored
+
+
+def test_a_failing_span_write_never_fails_the_run(team, helper, fake_openai, monkeypatch, caplog):
+    from traces_app import processor
+
+    monkeypatch.setattr(processor, "_INSERT_SPAN", "INSERT INTO no_such_table VALUES (%s)")
+    fake_openai.script(Reply("Still fine."))
+    run = run_sync(team, helper)
+    flush_traces()
+    assert (run.status, run.final_output) == ("succeeded", "Still fine.")
+    assert not Trace.objects.filter(trace_id=run.trace_id).exists()  # the batch failed whole
+    assert "Could not store" in caplog.text
+    monkeypatch.undo()
+    fake_openai.script(Reply("Stored again."))
+    later = run_sync(team, helper)
+    flush_traces()
+    assert Trace.objects.get(trace_id=later.trace_id).status == "ok"  # the writer goes on
+
+
+def test_a_full_queue_drops_items_and_counts_them():
+    import threading
+
+    from traces_app.processor import PostgresTraceProcessor, _Item
+
+    release = threading.Event()
+    written: list[int] = []
+    processor = PostgresTraceProcessor(max_queue_size=2, flush_interval=0.01)
+
+    def slow_write(items: list) -> None:
+        release.wait(5)
+        written.append(len(items))
+
+    processor.write = slow_write  # type: ignore[method-assign]
+    for _ in range(10):
+        processor._put(_Item("span", None, 0.0))
+    assert processor.dropped >= 5  # the writer holds what it took; the queue holds two
+    release.set()
+    processor.force_flush()
+    assert sum(written) + processor.dropped == 10
+
+
+def test_runs_outside_the_platform_are_not_stored(fake_openai):
+    import asyncio
+
+    from agents import Agent, Runner
+    from agents.testing import ScriptedModel, assistant_message
+
+    model = ScriptedModel([[assistant_message("Hi")]])
+    asyncio.run(Runner.run(Agent(name="Bare", model=model), "Hello"))
+    flush_traces()
+    assert not Trace.objects.exists()
+
+
+def test_runs_inside_a_workflow_trace_are_grouped_under_it(team, helper, fake_openai):
+    from agents import custom_span, trace
+
+    from agents_app.runs import execute_run, prepare_run
+    from config.db import db_call
+    from providers_app.clients import close_clients_for_running_loop
+
+    fake_openai.script(Reply("Step one done."), Reply("Step two done."))
+
+    async def workflow() -> list:
+        runs = []
+        with trace("Workflow", metadata={"workspace_id": str(team.workspace.pk), "workflow_run_id": "7"}):
+            for step in ("one", "two"):
+                with custom_span(f"step {step}"):
+                    prepared = await db_call(prepare_run, actor=team, agent_id=helper.pk, message=f"Do {step}")
+                    runs.append(await execute_run(prepared))
+        await close_clients_for_running_loop()
+        return runs
+
+    from asgiref.sync import async_to_sync
+
+    runs = async_to_sync(workflow)()
+    flush_traces()
+    grouped = Trace.objects.get()
+    assert (grouped.name, grouped.workflow_run_id, grouped.status) == ("Workflow", 7, "ok")
+    assert {run.trace_id for run in runs} == {grouped.trace_id}
+    spans = {s.span_id: s for s in Span.objects.filter(trace=grouped)}
+    steps = [s for s in spans.values() if s.kind == "custom" and s.name.startswith("step")]
+    assert sorted(s.name for s in steps) == ["step one", "step two"]
+    agents = [s for s in spans.values() if s.kind == "agent"]
+    assert len(agents) == 2
+
+    def step_of(span):
+        while not span.name.startswith("step"):
+            span = spans[span.parent_id]  # the SDK's task span sits between a step and its agent
+        return span.name
+
+    assert {step_of(a) for a in agents} == {"step one", "step two"}
