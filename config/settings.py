@@ -292,6 +292,8 @@ if max(RUN_TIMEOUT_SECONDS, CELERY_TASK_TIME_LIMIT) >= CREDITS_RESERVATION_TTL_S
     )
 
 # --- Traces ---------------------------------------------------------------------------------------
+# Store every run's trace and spans (traces_app/processor.py). Off: nothing is stored or sent anywhere.
+TRACES_ENABLED = env_bool("TRACES_ENABLED", True)
 # Strings in stored spans are cut to this many characters (a model's whole input can be huge).
 TRACE_MAX_STRING_CHARS = env_int("TRACE_MAX_STRING_CHARS", 20_000, minimum=100)
 

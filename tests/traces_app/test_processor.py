@@ -102,7 +102,7 @@ def test_a_provider_key_in_instructions_or_tool_arguments_is_not_stored(team, fa
 def test_a_failing_span_write_never_fails_the_run(team, helper, fake_openai, monkeypatch, caplog):
     from traces_app import processor
 
-    monkeypatch.setattr(processor, "_INSERT_SPAN", "INSERT INTO no_such_table VALUES (%s)")
+    monkeypatch.setattr(processor, "_SPAN_TABLE", "no_such_table")
     fake_openai.script(Reply("Still fine."))
     run = run_sync(team, helper)
     flush_traces()
@@ -188,3 +188,44 @@ def test_runs_inside_a_workflow_trace_are_grouped_under_it(team, helper, fake_op
         return span.name
 
     assert {step_of(a) for a in agents} == {"step one", "step two"}
+
+
+@pytest.mark.parametrize(
+    ("value", "max_chars"),
+    [
+        ({"text": "short", "n": 1}, 0),
+        ({"text": "x" * 500, "nested": [{"deep": "y" * 300}]}, 100),
+        ({"text": "a NUL \x00 here", "literal": "\\u0000 is not one"}, 0),
+        ({"quote": 'key "sk-quoted-0123456789ab" end', "tab": '\tk3y"with\\escapes'}, 0),
+    ],
+)
+def test_json_redaction_equals_the_value_walk(value, max_chars):
+    from traces_app.redaction import redact, redact_json
+
+    secrets = ('k3y"with\\escapes',)
+    assert json.loads(redact_json(value, secrets, max_chars=max_chars)) == redact(value, secrets, max_chars=max_chars)
+
+
+def test_a_trace_written_over_several_batches_gets_its_totals(team, helper, fake_openai):
+    fake_openai.script(Reply("Slow.", usage=(3, 4), delay=1.2))  # longer than the writer's flush interval
+    run = run_sync(team, helper)
+    flush_traces()
+    trace = Trace.objects.get(trace_id=run.trace_id)
+    spans = list(Span.objects.filter(trace=trace))
+    assert trace.span_count == len(spans)
+    assert len(spans) >= 3
+    assert (trace.status, trace.error_count) == ("ok", 0)
+    assert (trace.input_tokens, trace.output_tokens) == (3, 4)
+    assert (trace.duration_ms or 0) >= 1000
+
+
+def test_a_failed_run_leaves_an_error_trace(team, helper, fake_openai):
+    fake_openai.script(ToolCall("no_such_tool"))
+    run = run_sync(team, helper)
+    assert run.status == "failed"
+    flush_traces()
+    trace = Trace.objects.get(trace_id=run.trace_id)
+    errors = [s for s in Span.objects.filter(trace=trace) if s.error is not None]
+    assert (trace.status, trace.error_count) == ("error", len(errors))
+    assert errors
+    assert "no_such_tool" in json.dumps([s.error for s in errors])
