@@ -142,9 +142,11 @@ def main() -> None:
         print(f"\n{'':<28}{'runs/s':>10}{'p50 ms':>10}{'p95 ms':>10}   (median of {args.rounds} alternating rounds)")
         for concurrency, total in ((1, max(30, runs // 4)), (32, runs)):
             rounds: dict[str, list[tuple[float, list[float]]]] = {"off": [], "on": []}
-            for _ in range(args.rounds):
-                rounds["off"].append(asyncio.run(platform_phase(off, agent_id, token, total, concurrency)))
-                rounds["on"].append(asyncio.run(platform_phase(on, agent_id, token, total, concurrency)))
+            for round_number in range(args.rounds):
+                # Alternate which side goes first, so that neither always follows the other's load.
+                order = (("off", off), ("on", on)) if round_number % 2 == 0 else (("on", on), ("off", off))
+                for name, base in order:
+                    rounds[name].append(asyncio.run(platform_phase(base, agent_id, token, total, concurrency)))
             print(f"c={concurrency}, {total} runs per round")
             rps = {}
             for name, label in (("off", "  traces off"), ("on", "  traces stored")):
