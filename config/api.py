@@ -154,5 +154,11 @@ def _mount_routers() -> None:
     api.add_router("/agents", agents_router)
     api.add_router("/runs", runs_router)
 
+    from traces_app.api import agent_traces_router
+    from traces_app.api import router as traces_router
+
+    api.add_router("/agents", agent_traces_router)
+    api.add_router("/traces", traces_router)
+
 
 _mount_routers()

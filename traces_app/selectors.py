@@ -65,3 +65,33 @@ def span_get(*, actor: Actor, trace_id: str, span_id: str) -> Span:
     if span is None:
         raise NotFoundError("Span not found.")
     return span
+
+
+def span_tree(spans: list[Span]) -> list[dict[str, object]]:
+    """Return the spans as a forest of ``{..., "children": [...]}`` nodes in start order (``spans`` sorted).
+
+    A span whose parent is not in the trace (lost in a failed write) becomes a root, so nothing is hidden.
+    """
+    nodes: dict[str, dict[str, object]] = {}
+    for span in spans:
+        nodes[span.span_id] = {
+            "span_id": span.span_id,
+            "parent_id": span.parent_id,
+            "kind": span.kind,
+            "name": span.name,
+            "started_at": span.started_at,
+            "ended_at": span.ended_at,
+            "duration_ms": span.duration_ms,
+            "error": span.error,
+            "input_tokens": span.input_tokens,
+            "output_tokens": span.output_tokens,
+            "children": [],
+        }
+    roots: list[dict[str, object]] = []
+    for span in spans:
+        parent = nodes.get(span.parent_id) if span.parent_id else None
+        if parent is None or parent is nodes[span.span_id]:
+            roots.append(nodes[span.span_id])
+        else:
+            parent["children"].append(nodes[span.span_id])  # type: ignore[attr-defined]
+    return roots

@@ -1,0 +1,59 @@
+"""Traces API. No `from __future__ import annotations`: ninja reads annotations at runtime."""
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router
+
+from accounts_app.actor import Actor
+from agents_app.selectors import agent_get
+from traces_app import selectors
+from traces_app.models import Trace
+from traces_app.schemas import SpanOut, TraceDetailOut, TraceFilter, TracePage
+
+router = Router(tags=["traces"])
+agent_traces_router = Router(tags=["traces"])
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return request.auth  # type: ignore[attr-defined]
+
+
+def _page(request: HttpRequest, filters: TraceFilter, agent_id: int | None = None) -> dict[str, Any]:
+    traces = selectors.trace_list(
+        actor=_actor(request),
+        agent_id=agent_id,
+        status=filters.status,
+        since=filters.since,
+        until=filters.until,
+        min_duration_ms=filters.min_duration_ms,
+        max_duration_ms=filters.max_duration_ms,
+        search=filters.search,
+    )
+    # No total count: counting every matching trace would cost more than the page itself at millions of rows.
+    rows = list(traces[filters.offset : filters.offset + filters.limit + 1])
+    return {"items": rows[: filters.limit], "has_more": len(rows) > filters.limit}
+
+
+@router.get("", response=TracePage, summary="The workspace's traces, newest first")
+def trace_list(request: HttpRequest, filters: Query[TraceFilter]) -> dict[str, Any]:
+    return _page(request, filters)
+
+
+@agent_traces_router.get("/{agent_id}/traces", response=TracePage, summary="An agent's traces, newest first")
+def agent_trace_list(request: HttpRequest, agent_id: int, filters: Query[TraceFilter]) -> dict[str, Any]:
+    agent = agent_get(actor=_actor(request), agent_id=agent_id)  # another workspace's agent is a 404
+    return _page(request, filters, agent_id=agent.pk)
+
+
+@router.get("/{trace_id}", response=TraceDetailOut, summary="A trace with its span tree")
+def trace_get(request: HttpRequest, trace_id: str) -> dict[str, Any]:
+    trace: Trace = selectors.trace_get(actor=_actor(request), trace_id=trace_id)
+    data = {field: getattr(trace, field) for field in TraceDetailOut.model_fields if field != "spans"}
+    data["spans"] = selectors.span_tree(selectors.trace_spans(trace=trace))
+    return data
+
+
+@router.get("/{trace_id}/spans/{span_id}", response=SpanOut, summary="One span with its full payload")
+def span_get(request: HttpRequest, trace_id: str, span_id: str) -> Any:
+    return selectors.span_get(actor=_actor(request), trace_id=trace_id, span_id=span_id)
