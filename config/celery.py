@@ -24,4 +24,9 @@ app.conf.beat_schedule = {
         "task": "agents_app.tasks.runs_fail_abandoned",
         "schedule": crontab(minute="*/5"),
     },
+    # Hourly, at minute 17 (https://crontab.guru/#17_*_*_*_*): delete traces past their workspace's retention.
+    "traces-delete-expired": {
+        "task": "traces_app.tasks.traces_delete_expired",
+        "schedule": crontab(minute=17),
+    },
 }

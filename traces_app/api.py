@@ -7,9 +7,9 @@ from ninja import Query, Router
 
 from accounts_app.actor import Actor
 from agents_app.selectors import agent_get
-from traces_app import selectors
+from traces_app import selectors, services
 from traces_app.models import Trace
-from traces_app.schemas import SpanOut, TraceDetailOut, TraceFilter, TracePage
+from traces_app.schemas import RetentionIn, RetentionOut, SpanOut, TraceDetailOut, TraceFilter, TracePage
 
 router = Router(tags=["traces"])
 agent_traces_router = Router(tags=["traces"])
@@ -44,6 +44,17 @@ def trace_list(request: HttpRequest, filters: Query[TraceFilter]) -> dict[str, A
 def agent_trace_list(request: HttpRequest, agent_id: int, filters: Query[TraceFilter]) -> dict[str, Any]:
     agent = agent_get(actor=_actor(request), agent_id=agent_id)  # another workspace's agent is a 404
     return _page(request, filters, agent_id=agent.pk)
+
+
+@router.get("/retention", response=RetentionOut, summary="How long the workspace keeps traces")
+def retention_get(request: HttpRequest) -> dict[str, int]:
+    return {"retention_days": _actor(request).workspace.trace_retention_days}
+
+
+@router.put("/retention", response=RetentionOut, summary="Change how long traces are kept (admins)")
+def retention_set(request: HttpRequest, payload: RetentionIn) -> dict[str, int]:
+    workspace = services.trace_retention_set(actor=_actor(request), days=payload.retention_days)
+    return {"retention_days": workspace.trace_retention_days}
 
 
 @router.get("/{trace_id}", response=TraceDetailOut, summary="A trace with its span tree")

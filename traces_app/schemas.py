@@ -71,3 +71,11 @@ class SpanOut(Schema):
     error: dict[str, Any] | None
     input_tokens: int
     output_tokens: int
+
+
+class RetentionOut(Schema):
+    retention_days: int = Field(description="Traces older than this are deleted (hourly)")
+
+
+class RetentionIn(Schema):
+    retention_days: int

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from config import paginators
+from tests.accounts_app.test_admin import operator  # noqa: F401  (fixture)
+from traces_app.models import Span, Trace
+
+
+@pytest.fixture
+def traces_data(team):
+    for n in range(12):
+        trace = Trace.objects.create(trace_id=f"trace_{n:032x}", workspace=team.workspace, name=f"run {n}")
+        for i in range(4):
+            Span.objects.create(trace=trace, span_id=f"span_{i}", kind="generation", started_at=timezone.now())
+    return Trace.objects.first()
+
+
+@pytest.mark.parametrize("model", ["trace", "span"])
+def test_changelists_load_without_n_plus_one(operator, traces_data, model, django_assert_max_num_queries):  # noqa: F811
+    with django_assert_max_num_queries(12):
+        assert operator.get(f"/admin/traces_app/{model}/").status_code == 200
+    found = operator.get(f"/admin/traces_app/{model}/?q={traces_data.trace_id}")
+    assert traces_data.trace_id in found.content.decode()
+
+
+def test_traces_are_read_only(operator, traces_data, django_assert_max_num_queries):  # noqa: F811
+    url = f"/admin/traces_app/trace/{traces_data.pk}/change/"
+    with django_assert_max_num_queries(12):
+        page = operator.get(url)
+    assert page.status_code == 200
+    assert page.content.decode().count("span_") >= 4
+    assert operator.post(url, {"status": "ok"}).status_code == 403
+    assert operator.get("/admin/traces_app/trace/add/").status_code == 403
+    assert operator.post(f"/admin/traces_app/trace/{traces_data.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_large_unfiltered_lists_are_estimated_not_counted(team, traces_data, monkeypatch, django_assert_num_queries):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE traces_app_trace")
+    monkeypatch.setattr(paginators, "ESTIMATE_ABOVE", 5)
+    estimated = paginators.EstimatedCountPaginator(Trace.objects.order_by("id"), 5)
+    assert estimated.count == 12  # the statistics, exact here after ANALYZE
+    with django_assert_num_queries(1) as captured:
+        assert paginators.EstimatedCountPaginator(Trace.objects.order_by("id"), 5).count == 12
+    assert "reltuples" in captured.captured_queries[0]["sql"]
+    filtered = paginators.EstimatedCountPaginator(Trace.objects.filter(name="run 3").order_by("id"), 5)
+    assert filtered.count == 1  # filtered lists are counted
