@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import dj_database_url
 from csp.constants import NONE, SELF
@@ -296,6 +297,17 @@ if max(RUN_TIMEOUT_SECONDS, CELERY_TASK_TIME_LIMIT) >= CREDITS_RESERVATION_TTL_S
 TRACES_ENABLED = env_bool("TRACES_ENABLED", True)
 # Strings in stored spans are cut to this many characters (a model's whole input can be huge).
 TRACE_MAX_STRING_CHARS = env_int("TRACE_MAX_STRING_CHARS", 20_000, minimum=100)
+# Optional OTLP/HTTP (JSON) export of the stored spans to the operator's collector (traces_app/otlp.py),
+# with OpenTelemetry's standard variable names.
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+if OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and not OTEL_EXPORTER_OTLP_TRACES_ENDPOINT.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT must be an http:// or https:// URL.")
+OTEL_EXPORTER_OTLP_HEADERS = {
+    unquote(key.strip()): unquote(value.strip())
+    for key, _, value in (item.partition("=") for item in env_list("OTEL_EXPORTER_OTLP_HEADERS", []))
+    if key.strip()
+}
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "agents-platform")
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

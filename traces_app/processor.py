@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from config.db import release_connection
-from traces_app import redaction
+from traces_app import otlp, redaction
 from traces_app.models import Span, Trace, TraceStatus
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,8 @@ class PostgresTraceProcessor(TracingProcessor):
         self._wake = threading.Event()
         self._flushes: deque[threading.Event] = deque()
         self._thread: threading.Thread | None = None
-        self._open: set[str] = set()  # traces stored, not ended (writer thread only)
+        self._open: dict[str, otlp.TraceInfo] = {}  # traces stored, not ended (writer thread only)
+        self._export_failures = 0
 
     # --- SDK callbacks: called in the run's thread; must stay cheap and never raise ---------------------
 
@@ -265,17 +266,25 @@ class PostgresTraceProcessor(TracingProcessor):
         for row in spans:
             by_trace.setdefault(row[0], []).append(row)
         finished_here: set[str] = set()
+        infos = dict(self._open)
         traces = []
         for trace_id, start in starts.items():
             trace, metadata = start.subject, _trace_metadata(start.subject)
             started_at = datetime.fromtimestamp(start.at, UTC)
+            info = infos[trace_id] = otlp.TraceInfo(
+                workspace_id=_workspace_id(metadata),
+                run_id=_int_or_none(metadata.get("run_id")),
+                agent_id=_int_or_none(metadata.get("agent_id")),
+                workflow_run_id=_int_or_none(metadata.get("workflow_run_id")),
+                name=(trace.name or "")[:200],
+            )
             values = [
                 trace_id,
-                _workspace_id(metadata),
-                _int_or_none(metadata.get("run_id")),
-                _int_or_none(metadata.get("agent_id")),
-                _int_or_none(metadata.get("workflow_run_id")),
-                (trace.name or "")[:200],
+                info.workspace_id,
+                info.run_id,
+                info.agent_id,
+                info.workflow_run_id,
+                info.name,
                 (trace.group_id or "")[:200],
                 redaction.redact_json(metadata, max_chars=max_chars),
                 started_at,
@@ -311,7 +320,23 @@ class PostgresTraceProcessor(TracingProcessor):
             for trace_id, ended_at in ends.items():
                 at = datetime.fromtimestamp(ended_at, UTC)
                 cursor.execute(_END_TRACE, [at, at, trace_id, trace_id])
-        self._open |= starts.keys() - finished_here
+        self._export(spans, infos)
+        for trace_id in starts.keys() - finished_here:
+            self._open[trace_id] = infos[trace_id]
         for trace_id in (*ends, *finished_here):
-            self._open.discard(trace_id)
+            self._open.pop(trace_id, None)
             redaction.forget(trace_id)
+
+    def _export(self, spans: list[tuple[Any, ...]], infos: dict[str, otlp.TraceInfo]) -> None:
+        """Send the stored spans to the operator's OTLP collector, if one is configured (never raises)."""
+        exporter = otlp.exporter()
+        if exporter is None or not spans:
+            return
+        try:
+            exporter.export(spans, infos)
+        except (OSError, ValueError) as exc:
+            self._export_failures += 1
+            if self._export_failures == 1 or self._export_failures % 100 == 0:
+                logger.warning(
+                    "OTLP export to %s failed (%s so far): %s", exporter.endpoint, self._export_failures, exc
+                )

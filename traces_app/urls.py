@@ -1,23 +1,12 @@
 from django.urls import path
 
-from config.sections import section_index
+from traces_app import views
 
 app_name = "traces"
 
 urlpatterns = [
-    path(
-        "",
-        section_index(
-            title="Traces",
-            lead=(
-                "Every run leaves a trace: model calls, tool calls and their arguments, handoffs and "
-                "guardrail verdicts."
-            ),
-            icon="≋",
-            empty_title="No traces yet",
-            empty_text="Run an agent and its full trace appears here, with a timeline of every step.",
-            empty_hint="",
-        ),
-        name="index",
-    ),
+    path("", views.trace_list, name="index"),
+    path("retention/", views.retention_set, name="retention"),
+    path("<str:trace_id>/", views.trace_detail, name="detail"),
+    path("<str:trace_id>/spans/<str:span_id>/", views.span_detail, name="span"),
 ]

@@ -57,6 +57,14 @@
       link.textContent = "run #" + data.run_id;
       state.bubble.appendChild(document.createTextNode(" "));
       state.bubble.appendChild(link);
+      if (data.trace_id) {
+        var trace = document.createElement("a");
+        trace.className = "run-link small";
+        trace.href = form.dataset.tracePage.replace(/trace_placeholder\/$/, encodeURIComponent(data.trace_id) + "/");
+        trace.textContent = "trace";
+        state.bubble.appendChild(document.createTextNode(" · "));
+        state.bubble.appendChild(trace);
+      }
     }
   }
 

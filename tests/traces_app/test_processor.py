@@ -229,3 +229,30 @@ def test_a_failed_run_leaves_an_error_trace(team, helper, fake_openai):
     assert (trace.status, trace.error_count) == ("error", len(errors))
     assert errors
     assert "no_such_tool" in json.dumps([s.error for s in errors])
+
+
+def test_an_openai_responses_run_keeps_its_model_input_and_output(team, fake_openai):
+    from django.test import override_settings
+
+    from providers_app.services import provider_create
+
+    with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
+        provider = provider_create(
+            actor=team,
+            type="openai",
+            name="OpenAI (fake)",
+            api_key="sk-test-responses-0123456789",
+            base_url=fake_openai.base_url,
+            models=["gpt-fake"],
+        )
+        agent = agent_create(actor=team, name="Responder", instructions="Answer briefly.", provider_id=provider.pk)
+        fake_openai.script(Reply("Responses API answer.", usage=(6, 3)))
+        run = run_sync(team, agent, "Use the Responses API")
+    flush_traces()
+    assert fake_openai.requests_to("/v1/responses")  # the OpenAI provider calls the Responses API
+    response = Span.objects.get(trace_id=run.trace_id, kind="response")
+    assert (response.input_tokens, response.output_tokens) == (6, 3)
+    assert "Use the Responses API" in json.dumps(response.data["input"])
+    assert "Responses API answer." in json.dumps(response.data["output"])
+    assert response.name == response.data["model"]
+    assert "sk-test-responses-0123456789" not in json.dumps(response.data)
