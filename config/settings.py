@@ -308,6 +308,10 @@ OTEL_EXPORTER_OTLP_HEADERS = {
     if key.strip()
 }
 OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "agents-platform")
+# Where workspaces that ask for it forward their traces (traces_app/forwarding.py): OpenAI's trace ingestion.
+OPENAI_TRACES_INGEST_URL = env_str("OPENAI_TRACES_INGEST_URL", "https://api.openai.com/v1/traces/ingest")
+if not OPENAI_TRACES_INGEST_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("OPENAI_TRACES_INGEST_URL must be an http:// or https:// URL.")
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

@@ -29,7 +29,10 @@ def pytest_runtest_call(item: pytest.Item):
     finally:
         from agents import flush_traces
 
+        from traces_app import forwarding
+
         flush_traces()
+        forwarding.keys.refresh_soon()  # the next test's workspaces are not this one's
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

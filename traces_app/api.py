@@ -9,7 +9,16 @@ from accounts_app.actor import Actor
 from agents_app.selectors import agent_get
 from traces_app import selectors, services
 from traces_app.models import Trace
-from traces_app.schemas import RetentionIn, RetentionOut, SpanOut, TraceDetailOut, TraceFilter, TracePage
+from traces_app.schemas import (
+    ForwardingIn,
+    ForwardingOut,
+    RetentionIn,
+    RetentionOut,
+    SpanOut,
+    TraceDetailOut,
+    TraceFilter,
+    TracePage,
+)
 
 router = Router(tags=["traces"])
 agent_traces_router = Router(tags=["traces"])
@@ -55,6 +64,17 @@ def retention_get(request: HttpRequest) -> dict[str, int]:
 def retention_set(request: HttpRequest, payload: RetentionIn) -> dict[str, int]:
     workspace = services.trace_retention_set(actor=_actor(request), days=payload.retention_days)
     return {"retention_days": workspace.trace_retention_days}
+
+
+@router.get("/forwarding", response=ForwardingOut, summary="Whether traces also go to OpenAI's dashboard")
+def forwarding_get(request: HttpRequest) -> dict[str, int | None]:
+    return {"openai_provider_id": services.trace_forwarding_provider_id(actor=_actor(request))}
+
+
+@router.put("/forwarding", response=ForwardingOut, summary="Forward traces to OpenAI's dashboard, or stop (admins)")
+def forwarding_set(request: HttpRequest, payload: ForwardingIn) -> dict[str, int | None]:
+    setting = services.trace_forwarding_set(actor=_actor(request), provider_id=payload.openai_provider_id)
+    return {"openai_provider_id": setting.provider_id}
 
 
 @router.get("/{trace_id}", response=TraceDetailOut, summary="A trace with its span tree")

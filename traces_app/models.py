@@ -96,3 +96,16 @@ class Span(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}".strip()
+
+
+class TraceForwarding(models.Model):
+    """A workspace's choice to also send its traces to OpenAI's trace dashboard, with one of its OpenAI keys."""
+
+    workspace = models.OneToOneField(
+        "accounts_app.Workspace", on_delete=models.CASCADE, primary_key=True, related_name="trace_forwarding"
+    )
+    provider = models.ForeignKey("providers_app.Provider", null=True, blank=True, on_delete=models.SET_NULL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Forwarding of {self.workspace_id}"

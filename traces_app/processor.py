@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from config.db import release_connection
-from traces_app import otlp, redaction
+from traces_app import forwarding, otlp, redaction
 from traces_app.models import Span, Trace, TraceStatus
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ class PostgresTraceProcessor(TracingProcessor):
         self._thread: threading.Thread | None = None
         self._open: dict[str, otlp.TraceInfo] = {}  # traces stored, not ended (writer thread only)
         self._export_failures = 0
+        self._forward_failures = 0
 
     # --- SDK callbacks: called in the run's thread; must stay cheap and never raise ---------------------
 
@@ -321,11 +322,35 @@ class PostgresTraceProcessor(TracingProcessor):
                 at = datetime.fromtimestamp(ended_at, UTC)
                 cursor.execute(_END_TRACE, [at, at, trace_id, trace_id])
         self._export(spans, infos)
+        self._forward(starts, spans, infos)
         for trace_id in starts.keys() - finished_here:
             self._open[trace_id] = infos[trace_id]
         for trace_id in (*ends, *finished_here):
             self._open.pop(trace_id, None)
             redaction.forget(trace_id)
+
+    def _forward(
+        self, starts: dict[str, _Item], spans: list[tuple[Any, ...]], infos: dict[str, otlp.TraceInfo]
+    ) -> None:
+        """Send the batch's traces and spans of workspaces that asked for it to OpenAI (never raises)."""
+        by_workspace: dict[int, tuple[list[dict[str, Any]], list[tuple[Any, ...]]]] = {}
+        for trace_id, start in starts.items():
+            workspace_id = infos[trace_id].workspace_id or 0
+            trace = start.subject
+            export = {"id": trace_id, "workflow_name": trace.name, "group_id": trace.group_id}
+            by_workspace.setdefault(workspace_id, ([], []))[0].append(export)
+        for row in spans:
+            info = infos.get(row[0])
+            by_workspace.setdefault(info.workspace_id or 0 if info else 0, ([], []))[1].append(row)
+        for workspace_id, (traces, rows) in by_workspace.items():
+            try:
+                key = forwarding.keys.key_for(workspace_id)
+                if key:
+                    forwarding.forward(key, forwarding.ingest_items(traces, rows))
+            except (OSError, ValueError) as exc:
+                self._forward_failures += 1
+                if self._forward_failures == 1 or self._forward_failures % 100 == 0:
+                    logger.warning("Forwarding traces to OpenAI failed (%s so far): %s", self._forward_failures, exc)
 
     def _export(self, spans: list[tuple[Any, ...]], infos: dict[str, otlp.TraceInfo]) -> None:
         """Send the stored spans to the operator's OTLP collector, if one is configured (never raises)."""

@@ -79,3 +79,11 @@ class RetentionOut(Schema):
 
 class RetentionIn(Schema):
     retention_days: int
+
+
+class ForwardingOut(Schema):
+    openai_provider_id: int | None = Field(description="Traces also go to OpenAI's dashboard with this provider's key")
+
+
+class ForwardingIn(Schema):
+    openai_provider_id: int | None

@@ -11,7 +11,8 @@ from django.utils import timezone
 from accounts_app.actor import Actor
 from accounts_app.models import Role, Workspace
 from config.errors import InvalidInputError
-from traces_app.models import Span, Trace
+from traces_app import forwarding
+from traces_app.models import Span, Trace, TraceForwarding
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,34 @@ def trace_retention_set(*, actor: Actor, days: int) -> Workspace:
     Workspace.objects.filter(pk=actor.workspace.pk).update(trace_retention_days=days)
     actor.workspace.trace_retention_days = days
     return actor.workspace
+
+
+def trace_forwarding_set(*, actor: Actor, provider_id: int | None) -> TraceForwarding:
+    """Forward the workspace's traces to OpenAI with one of its OpenAI providers' keys, or stop (None).
+
+    Admins and owners. Raises InvalidInputError for a provider that is not an OpenAI provider of this
+    workspace with a key. Processes pick the change up within forwarding.REFRESH_SECONDS.
+    """
+    from providers_app.models import Provider, ProviderType
+
+    actor.require(Role.ADMIN, "change where traces are sent")
+    provider = None
+    if provider_id is not None:
+        provider = Provider.objects.filter(workspace=actor.workspace, pk=provider_id, type=ProviderType.OPENAI).first()
+        if provider is None or not provider.api_key:
+            raise InvalidInputError(
+                "Traces can be forwarded with one of this workspace's OpenAI providers that has a key.",
+                fields={"openai_provider_id": "Choose an OpenAI provider of this workspace with an API key."},
+            )
+    setting, _ = TraceForwarding.objects.update_or_create(workspace=actor.workspace, defaults={"provider": provider})
+    forwarding.keys.refresh_soon()
+    return setting
+
+
+def trace_forwarding_provider_id(*, actor: Actor) -> int | None:
+    """Return the id of the provider the workspace forwards its traces with, or None."""
+    setting = TraceForwarding.objects.filter(workspace=actor.workspace).first()
+    return setting.provider_id if setting else None
 
 
 def traces_delete_expired(*, now: datetime | None = None, batch_size: int = DELETE_BATCH_SIZE) -> int:

@@ -45,6 +45,8 @@ def trace_list(request: WorkspaceRequest) -> HttpResponse:
     query.pop("offset", None)
     context = {
         "form": form,
+        "forwarding_providers": _openai_providers(request),
+        "forwarding_provider_id": services.trace_forwarding_provider_id(actor=request.actor),
         "traces": traces,
         "has_more": has_more,
         "offset": offset,
@@ -55,6 +57,13 @@ def trace_list(request: WorkspaceRequest) -> HttpResponse:
     }
     template = "traces_app/list.html#trace-table" if request.htmx else "traces_app/list.html"
     return render(request, template, context, status=status)
+
+
+def _openai_providers(request: WorkspaceRequest) -> list[tuple[int, str]]:
+    from providers_app.models import Provider, ProviderType
+
+    providers = Provider.objects.filter(workspace=request.actor.workspace, type=ProviderType.OPENAI).order_by("name")
+    return list(providers.values_list("id", "name"))
 
 
 def _trace_run(request: WorkspaceRequest, trace: Trace) -> AgentRun | None:
@@ -142,4 +151,18 @@ def retention_set(request: WorkspaceRequest) -> HttpResponse:
         messages.error(request, "Choose how many days to keep traces: between 1 and 3650.")
         return redirect("traces:index")
     messages.success(request, f"Traces are now kept {days} days.")
+    return redirect("traces:index")
+
+
+@login_required
+@require_POST
+def forwarding_set(request: WorkspaceRequest) -> HttpResponse:
+    raw = request.POST.get("openai_provider_id", "")
+    try:
+        provider_id = int(raw) if raw else None
+        services.trace_forwarding_set(actor=request.actor, provider_id=provider_id)
+    except (ValueError, InvalidInputError):
+        messages.error(request, "Traces can be forwarded with one of this workspace's OpenAI providers that has a key.")
+        return redirect("traces:index")
+    messages.success(request, "Traces now also go to OpenAI's dashboard." if provider_id else "Traces stay here only.")
     return redirect("traces:index")

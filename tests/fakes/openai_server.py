@@ -40,6 +40,7 @@ CHAT_PATH = "/v1/chat/completions"
 RESPONSES_PATH = "/v1/responses"
 EMBEDDINGS_PATH = "/v1/embeddings"
 MODELS_PATH = "/v1/models"
+TRACES_INGEST_PATH = "/v1/traces/ingest"
 MODEL_PATHS = (CHAT_PATH, RESPONSES_PATH)
 
 
@@ -235,6 +236,7 @@ class FakeOpenAIServer:
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_post(RESPONSES_PATH, self._responses)
         app.router.add_post(EMBEDDINGS_PATH, self._embeddings)
+        app.router.add_post(TRACES_INGEST_PATH, self._traces_ingest)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -293,6 +295,11 @@ class FakeOpenAIServer:
             return failure
         data = [{"id": m, "object": "model", "created": 1730000000, "owned_by": "fake"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
+
+    async def _traces_ingest(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's trace ingestion (what the SDK's BackendSpanExporter and trace forwarding call)."""
+        _, _step, failure = await self._start(request, TRACES_INGEST_PATH)
+        return failure or web.Response(status=204)
 
     # --- chat completions ------------------------------------------------------------------------
     async def _chat(self, request: web.Request) -> web.StreamResponse:
