@@ -27,7 +27,7 @@ from agents import MaxTurnsExceeded, ModelBehaviorError, RunConfig, Runner, gen_
 from agents.exceptions import AgentsException
 from agents.result import RunResultBase
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 from openai.types.responses import ResponseTextDeltaEvent
 
@@ -647,7 +647,7 @@ def finish_statement(
             "run_conversation": run.conversation_id,
             "run_now": now,
             "run_items": ConversationItem._meta.get_field("data").get_db_prep_save(
-                [user_item(prepared.message), *run.new_items], connection
+                [user_item(prepared.message), *run.new_items], connections[DEFAULT_DB_ALIAS]
             ),
         }
     if run.reservation_id:

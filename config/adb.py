@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import connection
+from psycopg.types.string import StrDumper
 from psycopg_pool import AsyncConnectionPool
 
 Params = Sequence[Any] | dict[str, Any]
@@ -34,7 +35,13 @@ def connection_kwargs() -> dict[str, Any]:
     """
     kwargs = dict(connection.get_connection_params())
     kwargs.pop("pool", None)
-    kwargs["cursor_factory"] = psycopg.AsyncClientCursor  # Django binds parameters client-side too
+    # Server-side parameters, so that statements can be prepared once per connection (``fetchone``): the
+    # hot statements are large CTEs whose parsing, planning and client-side quoting cost more than running
+    # them. Strings are sent as text, not "unknown": a parameter used in two places then has one type.
+    adapters = psycopg.adapt.AdaptersMap(kwargs["context"])
+    adapters.register_dumper(str, StrDumper)
+    kwargs["context"] = adapters
+    kwargs["cursor_factory"] = psycopg.AsyncCursor
     kwargs["autocommit"] = True
     return kwargs
 
@@ -66,8 +73,13 @@ async def pool() -> AsyncConnectionPool:
 async def fetchone(sql: str, params: Params | None = None) -> tuple[Any, ...] | None:
     """Execute one statement (committed on its own) and return its first row, or None."""
     async with (await pool()).connection() as conn:
-        cursor = await conn.execute(sql, params)
-        return await cursor.fetchone() if cursor.description else None
+        cursor = await conn.execute(sql, params, prepare=settings.DATABASE_PREPARED_STATEMENTS)
+        # Not ``cursor.description``: it builds an object per column on every call (measured: 0.07 ms for
+        # the token check's 30 columns). A statement without a result (an UPDATE) just returns None.
+        result = cursor.pgresult
+        if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+            return None
+        return await cursor.fetchone()
 
 
 async def close() -> None:

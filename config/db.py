@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
 
 from config.errors import InvalidInputError
 
@@ -89,6 +89,8 @@ def insert_cte(
     """
     meta = instance._meta
     computed = computed or {}
+    # The connection itself, not Django's proxy: every attribute read on the proxy is a context-local lookup.
+    wrapper = connections[DEFAULT_DB_ALIAS]
     columns: list[str] = []
     values: list[str] = []
     params: dict[str, Any] = {}
@@ -100,7 +102,7 @@ def insert_cte(
             values.append(computed[field.attname])
             continue
         key = f"{name}_{field.attname}"
-        params[key] = field.get_db_prep_save(field.pre_save(instance, True), connection)
+        params[key] = field.get_db_prep_save(field.pre_save(instance, True), wrapper)
         values.append(f"%({key})s")
     # Names come from model metadata and the caller's CTEs; values are parameters.
     from_clause = f" FROM {source}" if source else ""
@@ -112,11 +114,12 @@ def insert_cte(
 def update_set(instance: models.Model, fields: Sequence[str], *, name: str) -> tuple[str, dict[str, Any]]:
     """Return ``(sql, params)`` for the SET list that writes ``fields`` of ``instance`` as a save would."""
     by_attname = {field.attname: field for field in instance._meta.concrete_fields}
+    wrapper = connections[DEFAULT_DB_ALIAS]
     assignments: list[str] = []
     params: dict[str, Any] = {}
     for attname in fields:
         field = by_attname[attname]
         key = f"{name}_{field.attname}"
-        params[key] = field.get_db_prep_save(getattr(instance, field.attname), connection)
+        params[key] = field.get_db_prep_save(getattr(instance, field.attname), wrapper)
         assignments.append(f'"{field.column}" = %({key})s')
     return ", ".join(assignments), params

@@ -131,6 +131,9 @@ if env_bool("DATABASE_POOL", True):
 DATABASES = {"default": _db}
 # The run hot path's statements (config/adb.py) use a small async pool per process, beside Django's.
 DATABASE_ASYNC_POOL_MAX_SIZE = env_int("DATABASE_ASYNC_POOL_MAX_SIZE", 10, minimum=1)
+# Its statements are prepared once per connection; turn off behind a pooler that cannot keep them (PgBouncer
+# in transaction mode before 1.21, or without max_prepared_statements).
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts_app.User"
