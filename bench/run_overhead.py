@@ -70,6 +70,32 @@ async def drive(call, total: int, concurrency: int) -> tuple[float, list[float]]
     return total / (time.perf_counter() - started), latencies
 
 
+def bench_env() -> dict[str, str]:
+    """Return (and apply to this process) the environment of a benchmark: DATABASE_URL or an embedded database
+    of its own, the fake model server allowed, quiet logs."""
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    if not env.get("DATABASE_URL"):
+        env["VAR_DIR"] = str(ROOT / "var" / "bench")
+    env["PROVIDER_EGRESS_ALLOWLIST"] = "127.0.0.1"
+    env["LOG_LEVEL"] = "warning"
+    os.environ.update(env)
+    return env
+
+
+def start_model_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """Start the fast scripted model server (tests/fakes) on ``port``."""
+    command = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+
+
+def start_web_server(env: dict[str, str], port: int, **extra_env: str) -> subprocess.Popen[bytes]:
+    """Start the platform under one uvicorn worker on ``port``, with ``extra_env`` added to ``env``."""
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port), "--workers", "1"]
+    command += ["--log-level", "warning", "--no-access-log"]
+    return subprocess.Popen(command, cwd=ROOT, env={**env, **extra_env})
+
+
 def setup_platform(model_url: str) -> tuple[int, str]:
     """Create a workspace with credits, a provider on the fake server and an agent; return (agent id, token)."""
     import django
@@ -141,46 +167,14 @@ def main() -> None:
     runs_c32 = 64 if args.quick else args.runs
     runs_c1 = 30 if args.quick else max(100, args.runs // 4)
 
-    env = dict(os.environ)
-    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    if not env.get("DATABASE_URL"):
-        env["VAR_DIR"] = str(ROOT / "var" / "bench")
-    env["PROVIDER_EGRESS_ALLOWLIST"] = "127.0.0.1"
-    env["LOG_LEVEL"] = "warning"
-    os.environ.update(env)
-
+    env = bench_env()
     model_port, web_port = free_port(), free_port()
     model_url = f"http://127.0.0.1:{model_port}/v1"
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(model_port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-    ]
+    processes = [start_model_server(env, model_port)]
     try:
         wait_http(model_url + "/models")
         agent_id, token = setup_platform(model_url)
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "config.asgi:application",
-                    "--port",
-                    str(web_port),
-                    "--workers",
-                    "1",
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
-                cwd=ROOT,
-                env=env,
-            )
-        )
+        processes.append(start_web_server(env, web_port))
         base = f"http://127.0.0.1:{web_port}"
         wait_http(base + "/healthz")
 

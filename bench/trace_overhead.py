@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,28 +21,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run_overhead import free_port, percentile, platform_phase, setup_platform, wait_http  # noqa: E402
-
-
-def start_server(env: dict[str, str], port: int, *, traces: bool) -> subprocess.Popen[bytes]:
-    server_env = dict(env, TRACES_ENABLED="true" if traces else "false")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=server_env,
-    )
+from bench.run_overhead import (  # noqa: E402
+    bench_env,
+    free_port,
+    percentile,
+    platform_phase,
+    setup_platform,
+    start_model_server,
+    start_web_server,
+    wait_http,
+)
 
 
 def fill_spans(traces: int, spans_per_trace: int) -> int:
@@ -112,29 +98,15 @@ def main() -> None:
     runs = 64 if args.quick else args.runs
     spans = 20_000 if args.quick else args.spans
 
-    env = dict(os.environ)
-    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    if not env.get("DATABASE_URL"):
-        env["VAR_DIR"] = str(ROOT / "var" / "bench")
-    env["PROVIDER_EGRESS_ALLOWLIST"] = "127.0.0.1"
-    env["LOG_LEVEL"] = "warning"
-    os.environ.update(env)
-
+    env = bench_env()
     model_port, on_port, off_port = free_port(), free_port(), free_port()
     model_url = f"http://127.0.0.1:{model_port}/v1"
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(model_port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-    ]
+    processes = [start_model_server(env, model_port)]
     try:
         wait_http(model_url + "/models")
         agent_id, token = setup_platform(model_url)
-        processes.append(start_server(env, on_port, traces=True))
-        processes.append(start_server(env, off_port, traces=False))
+        processes.append(start_web_server(env, on_port, TRACES_ENABLED="true"))
+        processes.append(start_web_server(env, off_port, TRACES_ENABLED="false"))
         on, off = f"http://127.0.0.1:{on_port}", f"http://127.0.0.1:{off_port}"
         wait_http(on + "/healthz")
         wait_http(off + "/healthz")
