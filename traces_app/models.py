@@ -1,8 +1,9 @@
 """Traces and spans of agent runs, as the Agents SDK reports them (traces_app/processor.py writes them).
 
-Both tables grow with every run, so they are built for size: spans point at their trace by its SDK id (no
-lookup when writing), every list is served by an index that starts with the filter, and retention deletes
-old traces in bounded batches (traces_app/services.py).
+Both tables grow with every run, so they are built for size: they are keyed by the SDK's own ids (a trace by
+its trace id, a span by its trace id and span id: no lookup when writing, one index per span row, and both
+tables can be hash-partitioned by trace id), every list is served by an index that starts with the filter,
+and retention deletes old traces in bounded batches (traces_app/services.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class TraceStatus(models.TextChoices):
 class Trace(models.Model):
     """One SDK trace: a run (or, later, a workflow run) and every span it produced."""
 
-    trace_id = models.CharField(max_length=64, unique=True)  # the SDK's "trace_<32 hex>"
+    trace_id = models.CharField(max_length=64, primary_key=True)  # the SDK's "trace_<32 hex>"
     # Indexed by the composite indexes below (each starts with it), not by indexes of their own. Runs and
     # agents are referenced without a database constraint: a trace is written by a background thread and
     # must not fail when its run or agent went away meanwhile.
@@ -75,9 +76,10 @@ class Trace(models.Model):
 class Span(models.Model):
     """One SDK span: an agent turn, a model call, a tool call, a handoff, a guardrail, or a custom step."""
 
-    trace = models.ForeignKey(
-        Trace, to_field="trace_id", on_delete=models.CASCADE, related_name="spans", db_index=False
-    )
+    # The key is (trace, span_id): both tables' keys start with the trace id, so either can be hash-partitioned
+    # by it when it grows (tests/traces_app/test_partitioning.py creates such partitioned copies).
+    pk = models.CompositePrimaryKey("trace_id", "span_id")
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans", db_index=False)
     span_id = models.CharField(max_length=64)  # the SDK's "span_<24 hex>"
     parent_id = models.CharField(max_length=64, blank=True)
     kind = models.CharField(max_length=30)  # agent, generation, response, function, guardrail, handoff, custom, ...
@@ -89,10 +91,6 @@ class Span(models.Model):
     error = models.JSONField(null=True, blank=True)
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        # Its index (trace, span_id) also serves "the spans of a trace": one index per row keeps writes cheap.
-        constraints: ClassVar = [models.UniqueConstraint(fields=("trace", "span_id"), name="span_unique_in_trace")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}".strip()

@@ -42,7 +42,7 @@ def trace_list(
         traces = traces.filter(duration_ms__lte=max_duration_ms)
     if search:
         traces = traces.filter(name__icontains=search) | traces.filter(trace_id=search.strip())
-    return traces.order_by("-started_at", "-id")
+    return traces.order_by("-started_at", "-trace_id")
 
 
 def trace_get(*, actor: Actor, trace_id: str) -> Trace:
@@ -55,7 +55,7 @@ def trace_get(*, actor: Actor, trace_id: str) -> Trace:
 
 def trace_spans(*, trace: Trace) -> list[Span]:
     """Return the trace's spans in start order (its tree is built from their parent ids)."""
-    return sorted(Span.objects.filter(trace=trace), key=lambda s: (s.started_at is None, s.started_at, s.id))
+    return sorted(Span.objects.filter(trace=trace), key=lambda s: (s.started_at is None, s.started_at, s.span_id))
 
 
 def span_get(*, actor: Actor, trace_id: str, span_id: str) -> Span:

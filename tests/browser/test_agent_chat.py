@@ -46,6 +46,8 @@ def test_create_an_agent_chat_with_streaming_and_open_the_run(page, fake_openai)
         run_link.wait_for()
         assert "Hello Dana, streaming works word by word here." in bubble.inner_text()
         assert "conversation=" in page.url
+        trace_href = bubble.get_by_role("link", name="trace").get_attribute("href") or ""
+        assert trace_href.startswith("/traces/trace_")  # every answer links to its trace
 
         run_link.click()
         page.wait_for_url("**/agents/runs/*/")

@@ -256,3 +256,38 @@ def test_an_openai_responses_run_keeps_its_model_input_and_output(team, fake_ope
     assert "Responses API answer." in json.dumps(response.data["output"])
     assert response.name == response.data["model"]
     assert "sk-test-responses-0123456789" not in json.dumps(response.data)
+
+
+def test_guardrail_verdicts_and_mcp_listings_are_stored_in_the_runs_tree(team, helper, fake_openai, monkeypatch):
+    """The platform does not run guardrails or MCP servers yet (a later issue); the SDK's spans for them are
+    stored like any other: here a guardrail added to the run's SDK agent, and an MCP listing inside the run."""
+    from agents import GuardrailFunctionOutput, InputGuardrail, mcp_tools_span
+
+    from agents_app import runs
+
+    def polite(context, agent, message):
+        with mcp_tools_span(server="files", result=["read_file"]):
+            pass
+        return GuardrailFunctionOutput(output_info={"checked": True}, tripwire_triggered=False)
+
+    build = runs.build_sdk_graph
+    monkeypatch.setattr(
+        runs,
+        "build_sdk_graph",
+        lambda graph, resolve: build(graph, resolve).clone(
+            input_guardrails=[InputGuardrail(guardrail_function=polite, name="polite")]
+        ),
+    )
+    fake_openai.script(Reply("Guarded answer."))
+    run = run_sync(team, helper)
+    assert run.status == "succeeded"
+    flush_traces()
+    spans = {s.span_id: s for s in Span.objects.filter(trace_id=run.trace_id)}
+    guardrail = next(s for s in spans.values() if s.kind == "guardrail")
+    assert (guardrail.name, guardrail.data["triggered"]) == ("polite", False)
+    listing = next(s for s in spans.values() if s.kind == "mcp_tools")
+    assert (listing.name, listing.data["result"]) == ("files", ["read_file"])
+    agent = spans[guardrail.parent_id]
+    while agent.kind != "agent":
+        agent = spans[agent.parent_id]
+    assert agent.name == "Helper"
