@@ -27,6 +27,7 @@ from accounts_app.schemas import (
     WorkspaceIn,
     WorkspaceOut,
 )
+from config.auth import request_actor
 
 me_router = Router(tags=["me"])
 workspaces_router = Router(tags=["workspaces"])
@@ -34,13 +35,9 @@ tokens_router = Router(tags=["tokens"])
 credits_router = Router(tags=["credits"])
 
 
-def _actor(request: HttpRequest) -> Actor:
-    return request.auth  # type: ignore[attr-defined]
-
-
 def _actor_in(request: HttpRequest, workspace_id: int) -> Actor:
     """Return the caller's Actor in ``workspace_id``; a token only ever reaches its own workspace."""
-    actor = _actor(request)
+    actor = request_actor(request)
     if actor.workspace.pk == workspace_id:
         return actor
     if actor.token is not None:
@@ -66,32 +63,32 @@ def _member_out(m: Membership) -> dict[str, object]:
 # --- me ------------------------------------------------------------------------------------------
 @me_router.get("", response=MeOut, summary="Who am I, in which workspace")
 def me_get(request: HttpRequest) -> dict[str, object]:
-    actor = _actor(request)
+    actor = request_actor(request)
     return {"user": actor.user, "workspace": _workspace_out(actor), "via_token": actor.token is not None}
 
 
 @me_router.get("/invitations", response=list[InvitationOut], summary="Invitations addressed to me")
 def my_invitations(request: HttpRequest) -> list[Invitation]:
-    return list(selectors.invitation_list_for_user(user=_actor(request).user))
+    return list(selectors.invitation_list_for_user(user=request_actor(request).user))
 
 
 @me_router.post("/invitations/{invitation_id}/accept", response=WorkspaceOut, summary="Accept an invitation")
 def my_invitation_accept(request: HttpRequest, invitation_id: int) -> dict[str, object]:
-    actor = _actor(request)
+    actor = request_actor(request)
     membership = services.invitation_accept(user=actor.user, invitation_id=invitation_id)
     return _workspace_out(Actor(user=actor.user, workspace=membership.workspace, role=Role(membership.role)))
 
 
 @me_router.post("/invitations/{invitation_id}/decline", response={204: None}, summary="Decline an invitation")
 def my_invitation_decline(request: HttpRequest, invitation_id: int) -> Status:
-    services.invitation_decline(user=_actor(request).user, invitation_id=invitation_id)
+    services.invitation_decline(user=request_actor(request).user, invitation_id=invitation_id)
     return Status(204, None)
 
 
 # --- workspaces ----------------------------------------------------------------------------------
 @workspaces_router.get("", response=list[WorkspaceOut], summary="My workspaces")
 def workspace_list(request: HttpRequest) -> list[dict[str, object]]:
-    actor = _actor(request)
+    actor = request_actor(request)
     if actor.token is not None:
         return [_workspace_out(actor)]
     return [
@@ -102,7 +99,7 @@ def workspace_list(request: HttpRequest) -> list[dict[str, object]]:
 
 @workspaces_router.post("", response={201: WorkspaceOut}, summary="Create a workspace (you own it)")
 def workspace_create(request: HttpRequest, payload: WorkspaceIn) -> Status:
-    return Status(201, _workspace_out(services.workspace_create(user=_actor(request).user, name=payload.name)))
+    return Status(201, _workspace_out(services.workspace_create(user=request_actor(request).user, name=payload.name)))
 
 
 @workspaces_router.get("/{workspace_id}", response=WorkspaceOut)
@@ -168,30 +165,30 @@ def invitation_cancel(request: HttpRequest, workspace_id: int, invitation_id: in
 @tokens_router.get("", response=list[TokenOut], summary="Tokens of this workspace you can manage")
 @paginate(LimitOffsetPagination)
 def token_list(request: HttpRequest):  # type: ignore[no-untyped-def]
-    return selectors.api_token_list(actor=_actor(request))
+    return selectors.api_token_list(actor=request_actor(request))
 
 
 @tokens_router.post("", response={201: TokenCreatedOut}, summary="Create a token (the secret is shown once)")
 def token_create(request: HttpRequest, payload: TokenIn) -> Status:
-    issued = services.api_token_create(actor=_actor(request), name=payload.name, expires_at=payload.expires_at)
+    issued = services.api_token_create(actor=request_actor(request), name=payload.name, expires_at=payload.expires_at)
     issued.token.token = issued.raw  # type: ignore[attr-defined]  # shown in this response only
     return Status(201, issued.token)
 
 
 @tokens_router.delete("/{token_id}", response={204: None}, summary="Revoke a token (refused from now on)")
 def token_revoke(request: HttpRequest, token_id: int) -> Status:
-    services.api_token_revoke(actor=_actor(request), token_id=token_id)
+    services.api_token_revoke(actor=request_actor(request), token_id=token_id)
     return Status(204, None)
 
 
 # --- credits -------------------------------------------------------------------------------------
 @credits_router.get("", response=BalanceOut, summary="This workspace's credit balance")
 def credits_balance(request: HttpRequest) -> dict[str, object]:
-    actor = _actor(request)
+    actor = request_actor(request)
     return {"workspace_id": actor.workspace.pk, "balance": selectors.credit_balance_get(actor=actor)}
 
 
 @credits_router.get("/ledger", response=list[LedgerEntryOut], summary="The usage ledger, newest first")
 @paginate(LimitOffsetPagination)
 def credits_ledger(request: HttpRequest, filters: Query[LedgerFilter]):  # type: ignore[no-untyped-def]
-    return selectors.ledger_list(actor=_actor(request), kind=filters.kind)
+    return selectors.ledger_list(actor=request_actor(request), kind=filters.kind)

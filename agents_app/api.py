@@ -9,7 +9,6 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from accounts_app.actor import Actor
 from agents_app import portability, selectors, services
 from agents_app.events import run_events
 from agents_app.exceptions import InvalidInputError
@@ -42,10 +41,6 @@ router = Router(tags=["agents"])
 runs_router = Router(tags=["runs"])
 
 
-def _actor(request: HttpRequest) -> Actor:
-    return request.auth  # type: ignore[attr-defined]
-
-
 _OUT_FIELDS = ("id", *sorted(services.AGENT_FIELDS), "version", "created_at", "updated_at")
 
 
@@ -67,26 +62,26 @@ def agent_out(agent: Agent) -> dict[str, Any]:
 
 
 def _fresh(request: HttpRequest, agent_id: int) -> dict[str, Any]:
-    return agent_out(selectors.agent_get(actor=_actor(request), agent_id=agent_id))
+    return agent_out(selectors.agent_get(actor=request_actor(request), agent_id=agent_id))
 
 
 @router.get("", response=list[AgentSummaryOut], summary="The workspace's agents")
 @paginate(LimitOffsetPagination)
 def agent_list(request: HttpRequest, search: str = ""):  # type: ignore[no-untyped-def]
-    return selectors.agent_list(actor=_actor(request), search=search[:100])
+    return selectors.agent_list(actor=request_actor(request), search=search[:100])
 
 
 @router.post("", response={201: AgentOut}, summary="Create an agent")
 def agent_create(request: HttpRequest, payload: AgentIn) -> Status:
     data = payload.dict()
-    agent = services.agent_create(actor=_actor(request), **data)
+    agent = services.agent_create(actor=request_actor(request), **data)
     return Status(201, _fresh(request, agent.pk))
 
 
 @router.post("/import", response={201: AgentOut}, summary="Import agents from an export (JSON or YAML)")
 def agent_import(request: HttpRequest, payload: ImportIn) -> Status:
     document = payload.document if payload.document is not None else portability.parse_document(payload.text or "")
-    root = portability.agent_import(actor=_actor(request), document=document)
+    root = portability.agent_import(actor=request_actor(request), document=document)
     return Status(201, _fresh(request, root.pk))
 
 
@@ -97,7 +92,7 @@ def agent_import(request: HttpRequest, payload: ImportIn) -> Status:
     "runnable openai-agents script.",
 )
 def agent_export(request: HttpRequest, agent_id: int, format: str = "json") -> HttpResponse:
-    actor = _actor(request)
+    actor = request_actor(request)
     name = selectors.agent_get(actor=actor, agent_id=agent_id).name
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "agent"
     if format == "yaml":
@@ -125,20 +120,20 @@ def agent_get(request: HttpRequest, agent_id: int) -> dict[str, Any]:
 
 @router.patch("/{agent_id}", response=AgentOut, summary="Change some fields")
 def agent_update(request: HttpRequest, agent_id: int, payload: AgentPatch) -> dict[str, Any]:
-    services.agent_update(actor=_actor(request), agent_id=agent_id, changes=payload.dict(exclude_unset=True))
+    services.agent_update(actor=request_actor(request), agent_id=agent_id, changes=payload.dict(exclude_unset=True))
     return _fresh(request, agent_id)
 
 
 @router.delete("/{agent_id}", response={204: None})
 def agent_delete(request: HttpRequest, agent_id: int) -> Status:
-    services.agent_delete(actor=_actor(request), agent_id=agent_id)
+    services.agent_delete(actor=request_actor(request), agent_id=agent_id)
     return Status(204, None)
 
 
 @router.post("/{agent_id}/model", response=AgentOut, summary="Set the provider, model and model settings")
 def agent_model(request: HttpRequest, agent_id: int, payload: ModelIn) -> dict[str, Any]:
     services.agent_set_model(
-        actor=_actor(request),
+        actor=request_actor(request),
         agent_id=agent_id,
         provider_id=payload.provider_id,
         model_name=payload.model_name,
@@ -150,7 +145,7 @@ def agent_model(request: HttpRequest, agent_id: int, payload: ModelIn) -> dict[s
 @router.post("/{agent_id}/handoffs", response={201: HandoffOut}, summary="Let this agent hand off to another")
 def handoff_add(request: HttpRequest, agent_id: int, payload: HandoffIn) -> Status:
     handoff = services.handoff_add(
-        actor=_actor(request),
+        actor=request_actor(request),
         agent_id=agent_id,
         target_id=payload.target_id,
         tool_name=payload.tool_name,
@@ -169,36 +164,36 @@ def handoff_add(request: HttpRequest, agent_id: int, payload: HandoffIn) -> Stat
 
 @router.delete("/{agent_id}/handoffs/{target_id}", response={204: None})
 def handoff_remove(request: HttpRequest, agent_id: int, target_id: int) -> Status:
-    services.handoff_remove(actor=_actor(request), agent_id=agent_id, target_id=target_id)
+    services.handoff_remove(actor=request_actor(request), agent_id=agent_id, target_id=target_id)
     return Status(204, None)
 
 
 @router.get("/{agent_id}/contexts", response=list[ContextOut])
 def context_list(request: HttpRequest, agent_id: int) -> list[AgentContext]:
-    return list(selectors.agent_get(actor=_actor(request), agent_id=agent_id).contexts.all())
+    return list(selectors.agent_get(actor=request_actor(request), agent_id=agent_id).contexts.all())
 
 
 @router.post("/{agent_id}/contexts", response={201: ContextOut})
 def context_create(request: HttpRequest, agent_id: int, payload: ContextIn) -> Status:
-    return Status(201, services.context_create(actor=_actor(request), agent_id=agent_id, **payload.dict()))
+    return Status(201, services.context_create(actor=request_actor(request), agent_id=agent_id, **payload.dict()))
 
 
 @router.get("/{agent_id}/contexts/{context_id}", response=ContextOut)
 def context_get(request: HttpRequest, agent_id: int, context_id: int) -> AgentContext:
-    agent = selectors.agent_get(actor=_actor(request), agent_id=agent_id)
+    agent = selectors.agent_get(actor=request_actor(request), agent_id=agent_id)
     return selectors.context_get(agent=agent, context_id=context_id)
 
 
 @router.patch("/{agent_id}/contexts/{context_id}", response=ContextOut)
 def context_update(request: HttpRequest, agent_id: int, context_id: int, payload: ContextPatch) -> AgentContext:
     return services.context_update(
-        actor=_actor(request), agent_id=agent_id, context_id=context_id, changes=payload.dict(exclude_unset=True)
+        actor=request_actor(request), agent_id=agent_id, context_id=context_id, changes=payload.dict(exclude_unset=True)
     )
 
 
 @router.delete("/{agent_id}/contexts/{context_id}", response={204: None})
 def context_delete(request: HttpRequest, agent_id: int, context_id: int) -> Status:
-    services.context_delete(actor=_actor(request), agent_id=agent_id, context_id=context_id)
+    services.context_delete(actor=request_actor(request), agent_id=agent_id, context_id=context_id)
     return Status(204, None)
 
 
@@ -258,19 +253,19 @@ async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput)
 @router.get("/{agent_id}/runs", response=list[RunOut], summary="Runs of this agent, newest first")
 @paginate(LimitOffsetPagination)
 def agent_runs(request: HttpRequest, agent_id: int, filters: Query[RunFilter]):  # type: ignore[no-untyped-def]
-    agent = selectors.agent_get(actor=_actor(request), agent_id=agent_id)
-    return selectors.run_list(actor=_actor(request), agent_id=agent.pk, status=filters.status)
+    agent = selectors.agent_get(actor=request_actor(request), agent_id=agent_id)
+    return selectors.run_list(actor=request_actor(request), agent_id=agent.pk, status=filters.status)
 
 
 @runs_router.get("", response=list[RunOut], summary="All runs of the workspace, newest first")
 @paginate(LimitOffsetPagination)
 def run_list(request: HttpRequest, filters: Query[RunFilter]):  # type: ignore[no-untyped-def]
-    return selectors.run_list(actor=_actor(request), status=filters.status)
+    return selectors.run_list(actor=request_actor(request), status=filters.status)
 
 
 @runs_router.get("/{run_id}", response=RunDetailOut)
 def run_get(request: HttpRequest, run_id: int) -> AgentRun:
-    return selectors.run_get(actor=_actor(request), run_id=run_id)
+    return selectors.run_get(actor=request_actor(request), run_id=run_id)
 
 
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")

@@ -5,16 +5,12 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Router, Status
 
-from accounts_app.actor import Actor
+from config.auth import request_actor
 from providers_app import selectors, services
 from providers_app.models import Provider
 from providers_app.schemas import ProviderIn, ProviderOut, ProviderPatch, ProviderTestOut
 
 router = Router(tags=["providers"])
-
-
-def _actor(request: HttpRequest) -> Actor:
-    return request.auth  # type: ignore[attr-defined]
 
 
 def provider_out(provider: Provider) -> dict[str, Any]:
@@ -42,35 +38,37 @@ def provider_out(provider: Provider) -> dict[str, Any]:
 
 @router.get("", response=list[ProviderOut], summary="The workspace's providers (keys masked)")
 def provider_list(request: HttpRequest) -> list[dict[str, Any]]:
-    return [provider_out(p) for p in selectors.provider_list(actor=_actor(request))]
+    return [provider_out(p) for p in selectors.provider_list(actor=request_actor(request))]
 
 
 @router.post("", response={201: ProviderOut}, summary="Add a provider")
 def provider_create(request: HttpRequest, payload: ProviderIn) -> Status:
-    provider = services.provider_create(actor=_actor(request), **payload.dict())
+    provider = services.provider_create(actor=request_actor(request), **payload.dict())
     return Status(201, provider_out(provider))
 
 
 @router.get("/{provider_id}", response=ProviderOut)
 def provider_get(request: HttpRequest, provider_id: int) -> dict[str, Any]:
-    return provider_out(selectors.provider_get(actor=_actor(request), provider_id=provider_id))
+    return provider_out(selectors.provider_get(actor=request_actor(request), provider_id=provider_id))
 
 
 @router.patch("/{provider_id}", response=ProviderOut, summary="Change fields; omit api_key to keep it")
 def provider_update(request: HttpRequest, provider_id: int, payload: ProviderPatch) -> dict[str, Any]:
     changes = payload.dict(exclude_unset=True)
-    return provider_out(services.provider_update(actor=_actor(request), provider_id=provider_id, changes=changes))
+    return provider_out(
+        services.provider_update(actor=request_actor(request), provider_id=provider_id, changes=changes)
+    )
 
 
 @router.delete("/{provider_id}", response={204: None})
 def provider_delete(request: HttpRequest, provider_id: int) -> Status:
-    services.provider_delete(actor=_actor(request), provider_id=provider_id)
+    services.provider_delete(actor=request_actor(request), provider_id=provider_id)
     return Status(204, None)
 
 
 @router.post("/local/test", response=ProviderTestOut, summary="Check the bundled local model is running")
 def provider_test_local(request: HttpRequest) -> dict[str, Any]:
-    return _test_out(services.provider_test(actor=_actor(request), provider_id=None))
+    return _test_out(services.provider_test(actor=request_actor(request), provider_id=None))
 
 
 def _test_out(result: services.ProviderTestResult) -> dict[str, Any]:
@@ -89,4 +87,4 @@ def _test_out(result: services.ProviderTestResult) -> dict[str, Any]:
     summary="Call the endpoint: latency and listed models, or why it failed",
 )
 def provider_test(request: HttpRequest, provider_id: int) -> dict[str, Any]:
-    return _test_out(services.provider_test(actor=_actor(request), provider_id=provider_id))
+    return _test_out(services.provider_test(actor=request_actor(request), provider_id=provider_id))

@@ -5,8 +5,8 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router
 
-from accounts_app.actor import Actor
 from agents_app.selectors import agent_get
+from config.auth import request_actor
 from traces_app import selectors, services
 from traces_app.models import Trace
 from traces_app.schemas import (
@@ -24,13 +24,9 @@ router = Router(tags=["traces"])
 agent_traces_router = Router(tags=["traces"])
 
 
-def _actor(request: HttpRequest) -> Actor:
-    return request.auth  # type: ignore[attr-defined]
-
-
 def _page(request: HttpRequest, filters: TraceFilter, agent_id: int | None = None) -> dict[str, Any]:
     traces = selectors.trace_list(
-        actor=_actor(request),
+        actor=request_actor(request),
         agent_id=agent_id,
         status=filters.status,
         since=filters.since,
@@ -51,35 +47,35 @@ def trace_list(request: HttpRequest, filters: Query[TraceFilter]) -> dict[str, A
 
 @agent_traces_router.get("/{agent_id}/traces", response=TracePage, summary="An agent's traces, newest first")
 def agent_trace_list(request: HttpRequest, agent_id: int, filters: Query[TraceFilter]) -> dict[str, Any]:
-    agent = agent_get(actor=_actor(request), agent_id=agent_id)  # another workspace's agent is a 404
+    agent = agent_get(actor=request_actor(request), agent_id=agent_id)  # another workspace's agent is a 404
     return _page(request, filters, agent_id=agent.pk)
 
 
 @router.get("/retention", response=RetentionOut, summary="How long the workspace keeps traces")
 def retention_get(request: HttpRequest) -> dict[str, int]:
-    return {"retention_days": _actor(request).workspace.trace_retention_days}
+    return {"retention_days": request_actor(request).workspace.trace_retention_days}
 
 
 @router.put("/retention", response=RetentionOut, summary="Change how long traces are kept (admins)")
 def retention_set(request: HttpRequest, payload: RetentionIn) -> dict[str, int]:
-    workspace = services.trace_retention_set(actor=_actor(request), days=payload.retention_days)
+    workspace = services.trace_retention_set(actor=request_actor(request), days=payload.retention_days)
     return {"retention_days": workspace.trace_retention_days}
 
 
 @router.get("/forwarding", response=ForwardingOut, summary="Whether traces also go to OpenAI's dashboard")
 def forwarding_get(request: HttpRequest) -> dict[str, int | None]:
-    return {"openai_provider_id": services.trace_forwarding_provider_id(actor=_actor(request))}
+    return {"openai_provider_id": services.trace_forwarding_provider_id(actor=request_actor(request))}
 
 
 @router.put("/forwarding", response=ForwardingOut, summary="Forward traces to OpenAI's dashboard, or stop (admins)")
 def forwarding_set(request: HttpRequest, payload: ForwardingIn) -> dict[str, int | None]:
-    setting = services.trace_forwarding_set(actor=_actor(request), provider_id=payload.openai_provider_id)
+    setting = services.trace_forwarding_set(actor=request_actor(request), provider_id=payload.openai_provider_id)
     return {"openai_provider_id": setting.provider_id}
 
 
 @router.get("/{trace_id}", response=TraceDetailOut, summary="A trace with its span tree")
 def trace_get(request: HttpRequest, trace_id: str) -> dict[str, Any]:
-    trace: Trace = selectors.trace_get(actor=_actor(request), trace_id=trace_id)
+    trace: Trace = selectors.trace_get(actor=request_actor(request), trace_id=trace_id)
     data = {field: getattr(trace, field) for field in TraceDetailOut.model_fields if field != "spans"}
     data["spans"] = selectors.span_tree(selectors.trace_spans(trace=trace))
     return data
@@ -87,4 +83,4 @@ def trace_get(request: HttpRequest, trace_id: str) -> dict[str, Any]:
 
 @router.get("/{trace_id}/spans/{span_id}", response=SpanOut, summary="One span with its full payload")
 def span_get(request: HttpRequest, trace_id: str, span_id: str) -> Any:
-    return selectors.span_get(actor=_actor(request), trace_id=trace_id, span_id=span_id)
+    return selectors.span_get(actor=request_actor(request), trace_id=trace_id, span_id=span_id)
