@@ -54,6 +54,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def summarize(rounds: list[tuple[float, list[float]]]) -> tuple[float, float, float]:
+    """Return the medians over rounds of (runs per second, p50 ms, p95 ms)."""
+    rps = statistics.median(r for r, _ in rounds)
+    p50 = statistics.median(statistics.median(latencies) for _, latencies in rounds)
+    p95 = statistics.median(percentile(latencies, 0.95) for _, latencies in rounds)
+    return rps, p50, p95
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in reversed(processes):
+        process.terminate()
+        process.wait(timeout=20)
+
+
 async def drive(call, total: int, concurrency: int) -> tuple[float, list[float]]:
     """Run ``call`` ``total`` times with ``concurrency`` in flight; return (runs per second, latencies in ms)."""
     semaphore = asyncio.Semaphore(concurrency)
@@ -194,9 +208,7 @@ def main() -> None:
             print(f"c={concurrency}, {total} runs per round")
             medians = {}
             for name, rounds in (("  raw SDK Runner.run", sdk_rounds), ("  platform POST /run", platform_rounds)):
-                rps = statistics.median(r for r, _ in rounds)
-                p50 = statistics.median(statistics.median(lat) for _, lat in rounds)
-                p95 = statistics.median(percentile(lat, 0.95) for _, lat in rounds)
+                rps, p50, p95 = summarize(rounds)
                 medians[name] = (rps, p50)
                 print(f"{name:<24}{rps:>10.1f}{p50:>10.2f}{p95:>10.2f}")
             (sdk_rps, sdk_p50), (platform_rps, platform_p50) = medians.values()
@@ -209,9 +221,7 @@ def main() -> None:
             f"c=1 p50 added <= 10 ms -> {'met' if added_c1 <= 10 else 'NOT met'} ({added_c1:+.2f} ms)"
         )
     finally:
-        for process in reversed(processes):
-            process.terminate()
-            process.wait(timeout=20)
+        stop_all(processes)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from bench.run_overhead import (  # noqa: E402
     setup_platform,
     start_model_server,
     start_web_server,
+    stop_all,
+    summarize,
     wait_http,
 )
 
@@ -122,9 +124,7 @@ def main() -> None:
             print(f"c={concurrency}, {total} runs per round")
             rps = {}
             for name, label in (("off", "  traces off"), ("on", "  traces stored")):
-                rps[name] = statistics.median(r for r, _ in rounds[name])
-                p50 = statistics.median(statistics.median(lat) for _, lat in rounds[name])
-                p95 = statistics.median(percentile(lat, 0.95) for _, lat in rounds[name])
+                rps[name], p50, p95 = summarize(rounds[name])
                 print(f"{label:<28}{rps[name]:>10.1f}{p50:>10.2f}{p95:>10.2f}")
             ratio = rps["off"] / rps["on"]
             print(f"  ratio off/on: {ratio:.2f}   target <= 1.10 -> {'met' if ratio <= 1.10 else 'NOT met'}")
@@ -140,9 +140,7 @@ def main() -> None:
             f"(target p95 < 50 ms -> {'met' if p95 < 50 else 'NOT met'})"
         )
     finally:
-        for process in reversed(processes):
-            process.terminate()
-            process.wait(timeout=20)
+        stop_all(processes)
 
 
 if __name__ == "__main__":
