@@ -42,6 +42,9 @@ def connection_kwargs() -> dict[str, Any]:
     adapters.register_dumper(str, StrDumper)
     kwargs["context"] = adapters
     kwargs["cursor_factory"] = psycopg.AsyncCursor
+    # Django turns preparing off for every connection (prepare_threshold None, for transaction-pooling
+    # proxies), which would make ``prepare=True`` a silent no-op here: the setting decides instead.
+    kwargs["prepare_threshold"] = 5 if settings.DATABASE_PREPARED_STATEMENTS else None
     kwargs["autocommit"] = True
     return kwargs
 

@@ -12,6 +12,7 @@ from django.core.signals import request_started
 from django.db import close_old_connections, reset_queries
 
 from config import adb
+from config.memory import tune_garbage_collector
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -53,8 +54,9 @@ class ReusedRequestThreads:
 
 
 class Lifespan:
-    """Answers the ASGI lifespan protocol, which Django's handler does not: at shutdown it closes the
-    event loop's async database pool (config.adb), whose connections would otherwise die with the loop."""
+    """Answers the ASGI lifespan protocol, which Django's handler does not: at start-up it tunes the garbage
+    collector (config.memory), and at shutdown it closes the event loop's async database pool (config.adb),
+    whose connections would otherwise die with the loop."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -66,6 +68,7 @@ class Lifespan:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                tune_garbage_collector()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await adb.close()

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import os
 
+from typing import Any
+
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("agents_platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _tune_worker(**_: Any) -> None:
+    # Workers run agents as the web server does (config/memory.py). In the main process, before the pool
+    # starts: prefork children inherit the frozen heap and the thresholds.
+    from config.memory import tune_garbage_collector
+
+    tune_garbage_collector()
 
 app.conf.beat_schedule = {
     # Every 5 minutes (https://crontab.guru/#*/5_*_*_*_*): refund credit reservations whose run died.

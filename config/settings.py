@@ -136,6 +136,16 @@ DATABASE_ASYNC_POOL_MAX_SIZE = env_int("DATABASE_ASYNC_POOL_MAX_SIZE", 10, minim
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The web server and the workers freeze their start-up heap and collect cyclic garbage less often
+# (config/memory.py): "young,middle,old" thresholds, or "default" for Python's own (700,10,10).
+_gc = env_list("GC_THRESHOLDS", ["20000", "20", "20"])
+if _gc == ["default"]:
+    GC_THRESHOLDS: tuple[int, int, int] | None = None
+elif len(_gc) == 3 and all(part.isdigit() and int(part) > 0 for part in _gc):
+    GC_THRESHOLDS = (int(_gc[0]), int(_gc[1]), int(_gc[2]))
+else:
+    raise ImproperlyConfigured(f"GC_THRESHOLDS={','.join(_gc)!r} must be three positive integers, or 'default'.")
+
 AUTH_USER_MODEL = "accounts_app.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
