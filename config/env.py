@@ -57,6 +57,23 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_int_tuple(name: str, default: tuple[int, ...], *, minimum: int | None = None) -> tuple[int, ...]:
+    """Return comma-separated integers, as many as ``default`` has, each at least ``minimum``."""
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return default
+    parts = [part.strip() for part in raw.split(",")]
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be {len(default)} comma-separated integers.") from None
+    if len(values) != len(default):
+        raise ImproperlyConfigured(f"{name}={raw!r} must be {len(default)} comma-separated integers.")
+    if minimum is not None and min(values) < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r}: each value must be at least {minimum}.")
+    return values
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     """Return one of ``choices`` (case-insensitive)."""
     raw = os.environ.get(name, "").strip().lower()

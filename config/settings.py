@@ -17,7 +17,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from config.embedded import embedded_database, filesystem_broker_options
-from config.env import env_bool, env_choice, env_int, env_list, env_secret, env_str
+from config.env import env_bool, env_choice, env_int, env_int_tuple, env_list, env_secret, env_str
 from config.middleware_setting import MiddlewareSetting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -137,14 +137,10 @@ DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The web server and the workers freeze their start-up heap and collect cyclic garbage less often
-# (config/memory.py): "young,middle,old" thresholds, or "default" for Python's own (700,10,10).
-_gc = env_list("GC_THRESHOLDS", ["20000", "20", "20"])
-if _gc == ["default"]:
-    GC_THRESHOLDS: tuple[int, int, int] | None = None
-elif len(_gc) == 3 and all(part.isdigit() and int(part) > 0 for part in _gc):
-    GC_THRESHOLDS = (int(_gc[0]), int(_gc[1]), int(_gc[2]))
-else:
-    raise ImproperlyConfigured(f"GC_THRESHOLDS={','.join(_gc)!r} must be three positive integers, or 'default'.")
+# (config/memory.py): "young,middle,old" thresholds, or "default" to leave Python's own (700,10,10).
+GC_THRESHOLDS: tuple[int, ...] | None = (
+    None if env_str("GC_THRESHOLDS") == "default" else env_int_tuple("GC_THRESHOLDS", (20000, 20, 20), minimum=1)
+)
 
 AUTH_USER_MODEL = "accounts_app.User"
 AUTH_PASSWORD_VALIDATORS = [

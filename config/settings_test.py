@@ -9,3 +9,6 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Serve static files straight from the app folders: a fresh clone has no collectstatic output.
 SERVESTATIC_AUTOREFRESH = True
+# Every uvicorn test server answers the lifespan start-up in this process; collecting and freezing the
+# test process's heap each time would only slow the suite (tests/config/test_memory.py covers it).
+GC_THRESHOLDS = None

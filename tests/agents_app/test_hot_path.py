@@ -301,6 +301,25 @@ def test_shutdown_closes_the_async_pool():
     assert asyncio.run(serve_lifespan())
 
 
+@pytest.mark.parametrize("prepared", [True, False])
+def test_hot_statements_are_prepared_unless_turned_off(db, settings, prepared):
+    # Django turns preparing off on its connections; config.adb must turn it back on (or keep it off).
+    settings.DATABASE_PREPARED_STATEMENTS = prepared
+    settings.DATABASE_ASYNC_POOL_MAX_SIZE = 1  # one connection: the one that ran the statement
+
+    async def statements_on_the_server() -> list[str]:
+        try:
+            assert await adb.fetchone("SELECT %s::int + 41", [1]) == (42,)
+            async with (await adb.pool()).connection() as conn:
+                cursor = await conn.execute("SELECT statement FROM pg_prepared_statements", prepare=False)
+                return [row[0] for row in await cursor.fetchall()]
+        finally:
+            await adb.close()
+
+    found = [statement for statement in asyncio.run(statements_on_the_server()) if "+ 41" in statement]
+    assert len(found) == (1 if prepared else 0)
+
+
 def test_concurrent_runs_share_a_small_pool(asgi_server, team, helper, fake_openai, handed_over):
     CreditAccount.objects.filter(workspace=team.workspace).update(balance=10_000)
     replies = [Reply(f"Answer {i}", delay=0.3) for i in range(12)]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_int, env_list, env_secret
+from config.env import env_bool, env_choice, env_int, env_int_tuple, env_list, env_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,12 +27,21 @@ def test_env_bool(monkeypatch, raw, expected):
         (lambda: env_int("X_VALUE", 1, minimum=0), "-1"),
         (lambda: env_int("X_VALUE", 1, maximum=5), "6"),
         (lambda: env_choice("X_VALUE", "a", ("a", "b")), "c"),
+        (lambda: env_int_tuple("X_VALUE", (1, 2, 3)), "1,2"),
+        (lambda: env_int_tuple("X_VALUE", (1, 2, 3)), "1,2,x"),
+        (lambda: env_int_tuple("X_VALUE", (1, 2, 3), minimum=1), "1,0,3"),
     ],
 )
 def test_bad_values_raise_naming_the_variable(monkeypatch, helper, raw):
     monkeypatch.setenv("X_VALUE", raw)
     with pytest.raises(ImproperlyConfigured, match="X_VALUE"):
         helper()
+
+
+def test_env_int_tuple(monkeypatch):
+    assert env_int_tuple("X_INTS", (7, 8)) == (7, 8)
+    monkeypatch.setenv("X_INTS", " 5000, 15 ")
+    assert env_int_tuple("X_INTS", (7, 8), minimum=1) == (5000, 15)
 
 
 def test_env_list_and_secret_file(monkeypatch, tmp_path):
