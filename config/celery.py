@@ -24,6 +24,7 @@ def _tune_worker(**_: Any) -> None:
 
     tune_garbage_collector()
 
+
 app.conf.beat_schedule = {
     # Every 5 minutes (https://crontab.guru/#*/5_*_*_*_*): refund credit reservations whose run died.
     "credits-release-stale-reservations": {
