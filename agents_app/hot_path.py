@@ -33,9 +33,16 @@ from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 from pydantic import ValidationError
 
-from accounts_app.selectors import api_token_authenticate_async
+from accounts_app.selectors import api_token_authenticate_async, api_token_forget, api_token_recent_actor
 from agents_app.models import RunStatus
-from agents_app.runs import execute_run, finish_run_async, prepare_run_async, run_error_response, run_response
+from agents_app.runs import (
+    RunNotStarted,
+    execute_run,
+    finish_run_async,
+    prepare_run_async,
+    run_error_response,
+    run_response,
+)
 from agents_app.schemas import AgentRunInput, AgentRunResponse, RunErrorOut
 from config.middleware import InlineHooksMixin
 
@@ -148,14 +155,27 @@ async def _serve(scope: Scope, receive: Receive, send: Send, *, agent_id: int, b
         raise _HandOver from None
     if payload.stream or payload.background:
         raise _HandOver
-    actor = await api_token_authenticate_async(raw_token=_header(scope, b"authorization")[7:].strip())
-    if actor is None:
-        raise _HandOver
-    try:
-        prepared = await prepare_run_async(actor=actor, agent_id=agent_id, **payload.run_fields())
-    except Exception:
-        # Nothing was written: the full stack answers with the error (or, if the cause has gone, the run).
-        raise _HandOver from None
+    raw_token = _header(scope, b"authorization")[7:].strip()
+    fields = payload.run_fields()
+    prepared = None
+    actor = api_token_recent_actor(raw_token=raw_token)
+    if actor is not None:
+        # The token was checked lately: the run's start confirms it in the same statement.
+        try:
+            prepared = await prepare_run_async(actor=actor, agent_id=agent_id, confirm_token=True, **fields)
+        except RunNotStarted:
+            api_token_forget(raw_token=raw_token)  # revoked, changed, or too few credits: check afresh
+        except Exception:
+            raise _HandOver from None
+    if prepared is None:
+        actor = await api_token_authenticate_async(raw_token=raw_token)
+        if actor is None:
+            raise _HandOver
+        try:
+            prepared = await prepare_run_async(actor=actor, agent_id=agent_id, **fields)
+        except Exception:
+            # Nothing was written: the full stack answers with the error (or, if the cause has gone, the run).
+            raise _HandOver from None
 
     run_task = asyncio.ensure_future(execute_run(prepared, finish=finish_run_async))
     disconnect = asyncio.ensure_future(_disconnected(receive))

@@ -33,6 +33,7 @@ from openai.types.responses import ResponseTextDeltaEvent
 
 from accounts_app.actor import Actor
 from accounts_app.models import CreditReservation, ReservationStatus
+from accounts_app.selectors import token_guard_cte
 from accounts_app.services import credits_refund
 from accounts_app.services.credits import credits_close_ctes, credits_refused, credits_take_ctes
 from agents_app.definitions import AgentDefinition, agent_definition, cached_definition
@@ -208,8 +209,20 @@ class RunStart:
     amount: Decimal
 
 
-def run_start(*, actor: Actor, inputs: RunInputs, message: str, metadata: dict[str, Any] | None, mode: str) -> RunStart:
-    """Return the run's rows and the statement that takes the credits and records them (no query)."""
+def run_start(
+    *,
+    actor: Actor,
+    inputs: RunInputs,
+    message: str,
+    metadata: dict[str, Any] | None,
+    mode: str,
+    guard: tuple[str, dict[str, Any]] | None = None,
+) -> RunStart:
+    """Return the run's rows and the statement that takes the credits and records them (no query).
+
+    ``guard`` is a ``(cte, params)`` pair whose CTE is named ``token_guard``: the statement then does
+    nothing unless that CTE has a row (a token check folded into the start; see prepare_run_async).
+    """
     agent = inputs.definition.agent
     context = inputs.context
     run = AgentRun(
@@ -237,8 +250,12 @@ def run_start(*, actor: Actor, inputs: RunInputs, message: str, metadata: dict[s
         amount=_reservation_amount(inputs.root_provider, inputs.root_model, message, agent.instructions),
         purpose=f"Run of {agent.name}",
         reserved_by=actor.user,
+        only_if="token_guard" if guard else "",
     )
     parts = [ctes]
+    if guard is not None:
+        parts.insert(0, guard[0])
+        params |= guard[1]
     computed = {"reservation_id": "credit_reservation.id"}
     conversation = inputs.conversation
     if conversation is None:
@@ -351,12 +368,18 @@ async def prepare_run_async(
     provider_id: int | None = None,
     metadata: dict[str, Any] | None = None,
     mode: str = "sync",
+    confirm_token: bool = False,
 ) -> PreparedRun:
     """``prepare_run`` for the event loop: the start's statement goes through config.adb, and reads happen
     in a thread only when the definition is not cached or the request names a conversation or provider.
 
+    With ``confirm_token`` the actor is one remembered from an earlier token check
+    (``api_token_recent_actor``), and the start's statement also confirms it (``token_guard_cte``): the
+    run starts only if the token, the member's role and the workspace's configuration are unchanged.
+
     Background runs are not taken (their task is queued on the Django connection's commit). Raises what
-    ``prepare_run`` raises, except that credits that cannot cover the run raise RunNotStarted.
+    ``prepare_run`` raises, except that a start that did not happen (credits that cannot cover the run,
+    or a token that is not confirmed) raises RunNotStarted.
     """
     if mode == "background":
         raise ValueError("prepare_run_async does not queue background runs")
@@ -374,10 +397,11 @@ async def prepare_run_async(
         actor=actor, agent_id=agent_id, conversation_id=conversation_id, provider_id=provider_id
     )
     inputs = await db_call(read) if needs_queries else read()
-    start = run_start(actor=actor, inputs=inputs, message=message, metadata=metadata, mode=mode)
+    guard = token_guard_cte(actor) if confirm_token else None
+    start = run_start(actor=actor, inputs=inputs, message=message, metadata=metadata, mode=mode, guard=guard)
     row = await adb.fetchone(start.sql, start.params)
     if row is None:
-        raise RunNotStarted("credits")
+        raise RunNotStarted("token or credits" if confirm_token else "credits")
     return started_run(start, row, actor=actor, message=message)
 
 

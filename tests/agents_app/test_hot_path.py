@@ -13,12 +13,19 @@ from typing import Any
 import httpx2
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
-from accounts_app.models import ApiToken, CreditAccount, LedgerEntry, Role
-from accounts_app.selectors import api_token_authenticate, api_token_authenticate_async
+from accounts_app.models import ApiToken, CreditAccount, LedgerEntry, Membership, Role
+from accounts_app.selectors import (
+    api_token_authenticate,
+    api_token_authenticate_async,
+    api_token_forget,
+    api_token_recent_actor,
+)
 from accounts_app.services import api_token_create
 from agents_app import hot_path
 from agents_app.models import AgentRun
+from agents_app.services import agent_update
 from config import adb
 from config.asgi import Lifespan
 from tests.factories import add_member, make_user
@@ -107,6 +114,91 @@ def test_the_hot_path_answers_exactly_as_django_does(asgi_server, team, helper, 
     assert hot.headers["x-frame-options"] == "DENY"
     runs = list(AgentRun.objects.order_by("pk").values_list("metadata", "status", "cost"))
     assert runs[0] == runs[1] == ({"k": 1}, "succeeded", Decimal("0.02"))
+
+
+@pytest.fixture
+def statements(monkeypatch) -> list[str]:
+    """Record every statement the hot path sends through config.adb."""
+    sent: list[str] = []
+    fetchone = adb.fetchone
+
+    async def recording(sql, params=None):
+        sent.append(sql)
+        return await fetchone(sql, params)
+
+    monkeypatch.setattr(adb, "fetchone", recording)
+    return sent
+
+
+def test_a_token_checked_lately_is_confirmed_by_the_runs_start(
+    asgi_server, team, helper, fake_openai, handed_over, statements
+):
+    fake_openai.script(Reply("One."), Reply("Two."))
+    headers = bearer(team)
+    first = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=headers)
+    checks_for_the_first = len(statements)
+    second = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=headers)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert handed_over == []
+    # First run: the token check, its last_used_at stamp, the start, the end. Second: the start (which
+    # confirms the token) and the end.
+    assert checks_for_the_first == 4
+    assert [("token_hash" in sql, "token_guard" in sql) for sql in statements[4:]] == [(False, True), (False, False)]
+    assert AgentRun.objects.filter(status="succeeded").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ("token revoked", 401),
+        ("token expired", 401),
+        ("user deactivated", 401),
+        ("member removed", 401),
+        ("member made viewer", 403),
+        ("credits spent", 402),
+    ],
+)
+def test_a_token_checked_lately_is_not_trusted_after_a_change(
+    asgi_server, team, helper, fake_openai, handed_over, change, status
+):
+    fake_openai.script(Reply("One."))
+    headers = bearer(team)
+    assert httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=headers).status_code == 200
+    token = ApiToken.objects.get(workspace=team.workspace, name="hot")
+    if change == "token revoked":
+        ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    elif change == "token expired":
+        ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now())
+    elif change == "user deactivated":
+        type(team.user).objects.filter(pk=team.user.pk).update(is_active=False)
+    elif change == "member removed":
+        Membership.objects.filter(workspace=team.workspace, user=team.user).delete()
+    elif change == "member made viewer":
+        Membership.objects.filter(workspace=team.workspace, user=team.user).update(role=Role.VIEWER)
+    else:
+        CreditAccount.objects.filter(workspace=team.workspace).update(balance=0)
+    left = balance(team)
+    response = httpx2.post(run_url(asgi_server, helper), json={"message": "Again"}, headers=headers)
+    assert response.status_code == status, response.text
+    assert len(handed_over) == 1  # Django gave the answer, with its own full token check
+    assert AgentRun.objects.count() == 1  # the refused run wrote nothing
+    assert LedgerEntry.objects.filter(workspace=team.workspace, kind="reserve").count() == 1
+    assert balance(team) == left
+
+
+def test_a_run_after_a_configuration_change_uses_the_new_definition(
+    asgi_server, team, helper, fake_openai, handed_over
+):
+    fake_openai.script(Reply("One."), Reply("Two."))
+    headers = bearer(team)
+    assert httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=headers).status_code == 200
+    agent_update(actor=team, agent_id=helper.pk, changes={"name": "Renamed", "instructions": "Be brief."})
+    response = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert handed_over == []
+    run = AgentRun.objects.get(pk=response.json()["run_id"])
+    assert run.agent_name == "Renamed"
+    assert fake_openai.requests_to("/v1/chat/completions")[-1].body["messages"][0]["content"] == "Be brief."
 
 
 def test_a_failed_run_is_a_502_and_refunded(asgi_server, team, helper, fake_openai, handed_over):
@@ -256,6 +348,31 @@ def test_security_headers_follow_the_settings():
     assert b"strict-transport-security" not in plain
     assert plain[b"x-content-type-options"] == b"nosniff"
     assert plain[b"x-frame-options"] == b"DENY"
+
+
+def test_a_checked_token_is_remembered_only_until_its_stamp_is_due(team, settings):
+    issued = api_token_create(actor=team, name="recent")
+    assert api_token_recent_actor(raw_token=issued.raw) is None  # never checked in this process
+
+    async def check() -> None:
+        try:
+            await api_token_authenticate_async(raw_token=issued.raw)
+        finally:
+            await adb.close()
+
+    asyncio.run(check())
+    actor = api_token_recent_actor(raw_token=issued.raw)
+    assert actor is not None
+    assert (actor.user.pk, actor.workspace.pk, actor.role) == (team.user.pk, team.workspace.pk, team.role)
+    # Once a check would stamp last_used_at again, the token must be checked (and stamped) afresh.
+    settings.API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 0
+    time.sleep(0.01)
+    assert api_token_recent_actor(raw_token=issued.raw) is None
+    settings.API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
+    assert api_token_recent_actor(raw_token=issued.raw) is actor
+    api_token_forget(raw_token=issued.raw)
+    assert api_token_recent_actor(raw_token=issued.raw) is None
+    assert api_token_recent_actor(raw_token="not-a-token") is None
 
 
 def test_async_token_check_matches_the_sync_one(team):
