@@ -27,7 +27,7 @@ from agents import MaxTurnsExceeded, ModelBehaviorError, RunConfig, Runner, gen_
 from agents.exceptions import AgentsException
 from agents.result import RunResultBase
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from openai.types.responses import ResponseTextDeltaEvent
 
@@ -42,7 +42,7 @@ from agents_app.models import Agent, AgentContext, AgentRun, Conversation, Conve
 from agents_app.runtime import Graph, RunContext, build_sdk_graph, load_graph, to_json
 from agents_app.selectors import conversation_get
 from config import adb
-from config.db import db_call, insert_cte, update_set
+from config.db import db_call, insert_cte, update_set, value_connection
 from config.errors import ApplicationError, ConflictError
 from providers_app.failures import describe_failure
 from providers_app.models import Provider, model_prices
@@ -671,7 +671,7 @@ def finish_statement(
             "run_conversation": run.conversation_id,
             "run_now": now,
             "run_items": ConversationItem._meta.get_field("data").get_db_prep_save(
-                [user_item(prepared.message), *run.new_items], connections[DEFAULT_DB_ALIAS]
+                [user_item(prepared.message), *run.new_items], value_connection()
             ),
         }
     if run.reservation_id:

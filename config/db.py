@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from config.errors import InvalidInputError
 
@@ -71,6 +73,24 @@ async def db_call(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) ->
     return await sync_to_async(call)()
 
 
+@functools.cache
+def value_connection() -> BaseDatabaseWrapper:
+    """Return the database wrapper that prepares parameter values for hand-built statements (never opened).
+
+    Preparing a value only reads the backend's operations and features. ``connections[alias]`` would give
+    each thread, and each asyncio task, a wrapper of its own, built on first use in that context (measured:
+    a new one for every hot-path statement).
+    """
+    return connections.create_connection(DEFAULT_DB_ALIAS)
+
+
+# Statement shapes by model, CTE name, source, computed columns, RETURNING and whether the primary key is
+# given: the SQL, and the fields whose values are parameters (with their names). Built once each.
+_Shape = tuple[str, tuple[tuple[Any, str], ...]]  # (SQL, ((field, parameter name), ...))
+_insert_shapes: dict[tuple[Any, ...], _Shape] = {}
+_update_shapes: dict[tuple[Any, ...], _Shape] = {}
+
+
 def insert_cte(
     instance: models.Model,
     *,
@@ -87,39 +107,44 @@ def insert_cte(
     that may be empty (credits that could not be taken), nothing is inserted. Parameters are named
     ``<name>_<attname>``. For statements that must do several writes in one round trip.
     """
-    meta = instance._meta
     computed = computed or {}
-    # The connection itself, not Django's proxy: every attribute read on the proxy is a context-local lookup.
-    wrapper = connections[DEFAULT_DB_ALIAS]
-    columns: list[str] = []
-    values: list[str] = []
-    params: dict[str, Any] = {}
-    for field in meta.local_concrete_fields:
-        if field.primary_key and getattr(instance, field.attname) is None:
-            continue  # the database assigns it
-        columns.append(f'"{field.column}"')
-        if field.attname in computed:
-            values.append(computed[field.attname])
-            continue
-        key = f"{name}_{field.attname}"
-        params[key] = field.get_db_prep_save(field.pre_save(instance, True), wrapper)
-        values.append(f"%({key})s")
-    # Names come from model metadata and the caller's CTEs; values are parameters.
-    from_clause = f" FROM {source}" if source else ""
-    sql = f"{name} AS (INSERT INTO {meta.db_table} ({', '.join(columns)}) SELECT {', '.join(values)}"
-    sql += f"{from_clause} RETURNING {returning})"
-    return sql, params
+    meta = instance._meta
+    key = (type(instance), name, source, tuple(computed.items()), returning, instance.pk is None)
+    shape = _insert_shapes.get(key)
+    if shape is None:
+        columns: list[str] = []
+        values: list[str] = []
+        fields: list[tuple[Any, str]] = []
+        for field in meta.local_concrete_fields:
+            if field.primary_key and instance.pk is None:
+                continue  # the database assigns it
+            columns.append(f'"{field.column}"')
+            if field.attname in computed:
+                values.append(computed[field.attname])
+                continue
+            param = f"{name}_{field.attname}"
+            fields.append((field, param))
+            values.append(f"%({param})s")
+        # Names come from model metadata and the caller's CTEs; values are parameters.
+        from_clause = f" FROM {source}" if source else ""
+        sql = f"{name} AS (INSERT INTO {meta.db_table} ({', '.join(columns)}) SELECT {', '.join(values)}"
+        shape = _insert_shapes[key] = (f"{sql}{from_clause} RETURNING {returning})", tuple(fields))
+    wrapper = value_connection()
+    return shape[0], {
+        param: field.get_db_prep_save(field.pre_save(instance, True), wrapper) for field, param in shape[1]
+    }
 
 
 def update_set(instance: models.Model, fields: Sequence[str], *, name: str) -> tuple[str, dict[str, Any]]:
     """Return ``(sql, params)`` for the SET list that writes ``fields`` of ``instance`` as a save would."""
-    by_attname = {field.attname: field for field in instance._meta.concrete_fields}
-    wrapper = connections[DEFAULT_DB_ALIAS]
-    assignments: list[str] = []
-    params: dict[str, Any] = {}
-    for attname in fields:
-        field = by_attname[attname]
-        key = f"{name}_{field.attname}"
-        params[key] = field.get_db_prep_save(getattr(instance, field.attname), wrapper)
-        assignments.append(f'"{field.column}" = %({key})s')
-    return ", ".join(assignments), params
+    key = (type(instance), tuple(fields), name)
+    shape = _update_shapes.get(key)
+    if shape is None:
+        by_attname = {field.attname: field for field in instance._meta.concrete_fields}
+        chosen = tuple((by_attname[attname], f"{name}_{attname}") for attname in fields)
+        assignments = ", ".join(f'"{field.column}" = %({param})s' for field, param in chosen)
+        shape = _update_shapes[key] = (assignments, chosen)
+    wrapper = value_connection()
+    return shape[0], {
+        param: field.get_db_prep_save(getattr(instance, field.attname), wrapper) for field, param in shape[1]
+    }
