@@ -4,7 +4,9 @@ A run is the one call integrators make at volume, and the platform's own work ar
 token check, credits, run records) used to cost more CPU than the SDK run itself. Here a plain JSON run
 (no ``stream``, no ``background``) that carries a bearer token is served by a small ASGI handler: the
 token check and the run's start and end are awaited on the event loop through config.adb (no thread
-hops), and the answer is built by the same schema and renderer as the ninja endpoint's.
+hops), and the answer is built by the same schema and renderer as the ninja endpoint's. A token checked
+here lately is not queried again: the run's start statement confirms it (accounts_app.selectors.tokens,
+``token_guard_cte``), and when it does not, the start wrote nothing and the token is checked afresh.
 
 Only the outcomes of a run that has started (200 with the run, 502 with its error) are answered here.
 Anything else goes, untouched and with its body, to the full Django stack, which answers it as always:
