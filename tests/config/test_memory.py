@@ -55,3 +55,13 @@ def test_server_start_up_tunes_the_collector(settings, restore_gc):
 
     assert asyncio.run(start_up()) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert gc.get_threshold() == (23456, 12, 14)
+
+
+def test_celery_workers_tune_the_collector_before_their_pool_starts(settings, restore_gc):
+    from celery.signals import worker_init
+
+    settings.GC_THRESHOLDS = (34567, 13, 15)
+    gc.unfreeze()
+    worker_init.send(sender=None)
+    assert gc.get_threshold() == (34567, 13, 15)
+    assert gc.get_freeze_count() > 0
