@@ -40,7 +40,9 @@ class TracePage(Schema):
     has_more: bool = Field(description="More traces match: ask again with offset + limit")
 
 
-class SpanNode(Schema):
+class SpanSummary(Schema):
+    """What every view of a span shows: where it sits, what it is, when, and its tokens."""
+
     span_id: str
     parent_id: str
     kind: str
@@ -48,9 +50,12 @@ class SpanNode(Schema):
     started_at: datetime | None
     ended_at: datetime | None
     duration_ms: float | None
-    error: Any
     input_tokens: int
     output_tokens: int
+
+
+class SpanNode(SpanSummary):
+    error: Any
     children: list["SpanNode"]
 
 
@@ -58,19 +63,10 @@ class TraceDetailOut(TraceOut):
     spans: list[SpanNode] = Field(description="The span tree: root spans, each with its children, in start order")
 
 
-class SpanOut(Schema):
+class SpanOut(SpanSummary):
     trace_id: str
-    span_id: str
-    parent_id: str
-    kind: str
-    name: str
-    started_at: datetime | None
-    ended_at: datetime | None
-    duration_ms: float | None
     data: dict[str, Any] = Field(description="The span's payload: model input and output, tool arguments, ...")
     error: dict[str, Any] | None
-    input_tokens: int
-    output_tokens: int
 
 
 class RetentionOut(Schema):
