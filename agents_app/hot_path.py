@@ -35,18 +35,20 @@ from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 from pydantic import ValidationError
 
+from accounts_app.actor import Actor
 from accounts_app.selectors import api_token_authenticate_async, api_token_forget, api_token_recent_actor
-from agents_app.models import RunStatus
+from agents_app.models import AgentRun, RunStatus
 from agents_app.runs import (
     RunNotStarted,
     execute_run,
     finish_run_async,
-    prepare_run_async,
+    pending_run_async,
     run_error_response,
     run_response,
 )
 from agents_app.schemas import AgentRunInput, AgentRunResponse, RunErrorOut
 from config.middleware import InlineHooksMixin
+from traces_app.processor import discard_trace
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -159,27 +161,25 @@ async def _serve(scope: Scope, receive: Receive, send: Send, *, agent_id: int, b
         raise _HandOver
     raw_token = _header(scope, b"authorization")[7:].strip()
     fields = payload.run_fields()
-    prepared = None
+    run_task = None
     actor = api_token_recent_actor(raw_token=raw_token)
     if actor is not None:
         # The token was checked lately: the run's start confirms it in the same statement.
         try:
-            prepared = await prepare_run_async(actor=actor, agent_id=agent_id, confirm_token=True, **fields)
+            run_task = await _start(actor=actor, agent_id=agent_id, fields=fields, confirm_token=True)
         except RunNotStarted:
             api_token_forget(raw_token=raw_token)  # revoked, changed, or too few credits: check afresh
         except Exception:
             raise _HandOver from None
-    if prepared is None:
+    if run_task is None:
         actor = await api_token_authenticate_async(raw_token=raw_token)
         if actor is None:
             raise _HandOver
         try:
-            prepared = await prepare_run_async(actor=actor, agent_id=agent_id, **fields)
+            run_task = await _start(actor=actor, agent_id=agent_id, fields=fields, confirm_token=False)
         except Exception:
             # Nothing was written: the full stack answers with the error (or, if the cause has gone, the run).
             raise _HandOver from None
-
-    run_task = asyncio.ensure_future(execute_run(prepared, finish=finish_run_async))
     disconnect = asyncio.ensure_future(_disconnected(receive))
     await asyncio.wait((run_task, disconnect), return_when=asyncio.FIRST_COMPLETED)
     if not run_task.done():
@@ -204,6 +204,29 @@ async def _serve(scope: Scope, receive: Receive, send: Send, *, agent_id: int, b
         status, data = 502, RunErrorOut.model_validate(run_error_response(run)).model_dump()
         logger.error("%s: %s", HTTPStatus(status).phrase, scope["path"], extra={"status_code": status})
     await _respond(send, status, data, secure=_is_secure(scope))
+
+
+async def _start(
+    *, actor: Actor, agent_id: int, fields: dict[str, Any], confirm_token: bool
+) -> asyncio.Future[AgentRun]:
+    """Start the run; return the task executing it, once its start is recorded.
+
+    The SDK begins at once, while the start statement is in flight: its work up to the first model request
+    (building the request, the trace) overlaps the statement's round trip, and the request waits until the
+    run is recorded. If the start wrote nothing, the run's trace is discarded, its task cancelled before any
+    request left, and RunNotStarted (or the database's error) raised.
+    """
+    pending = await pending_run_async(actor=actor, agent_id=agent_id, confirm_token=confirm_token, **fields)
+    run_task = asyncio.ensure_future(execute_run(pending.prepared, finish=finish_run_async, started=pending.started))
+    try:
+        await pending.record()
+    except BaseException:
+        discard_trace(pending.prepared.run.trace_id)  # before the task ends, so no batch stores the whole trace
+        run_task.cancel()
+        with contextlib.suppress(BaseException):
+            await run_task
+        raise
+    return run_task
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -4,8 +4,9 @@ finish (record output, items, usage and cost; settle or refund).
 Preparation and finishing touch the database (each writes with one statement, built without I/O by
 ``run_start`` and ``finish_statement``); execution happens in the event loop and never touches the ORM.
 Async callers run the sync ``prepare_run`` and ``finish_run`` through ``config.db.db_call``, or, on the run
-hot path (agents_app/hot_path.py), ``prepare_run_async`` and ``finish_run_async``, which send the same
-statements through config.adb. Either way a run holds no database connection while the model works.
+hot path (agents_app/hot_path.py), ``pending_run_async`` (whose ``record`` sends the start) and
+``finish_run_async``, which send the same statements through config.adb. Either way a run holds no database
+connection while the model works.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from agents_app.selectors import conversation_get
 from config import adb
 from config.db import db_call, insert_cte, update_set, value_connection
 from config.errors import ApplicationError, ConflictError
+from providers_app.egress import hold_provider_requests
 from providers_app.failures import describe_failure
 from providers_app.models import Provider, model_prices
 from providers_app.runtime import ResolvedModel, build_model
@@ -217,15 +219,19 @@ def run_start(
     metadata: dict[str, Any] | None,
     mode: str,
     guard: tuple[str, dict[str, Any]] | None = None,
+    ids: tuple[int, int | None] | None = None,
 ) -> RunStart:
     """Return the run's rows and the statement that takes the credits and records them (no query).
 
     ``guard`` is a ``(cte, params)`` pair whose CTE is named ``token_guard``: the statement then does
-    nothing unless that CTE has a row (a token check folded into the start; see prepare_run_async).
+    nothing unless that CTE has a row (a token check folded into the start; see pending_run_async).
+    ``ids`` are the primary keys of the run and of its new conversation (config.adb.next_id), when they
+    must be known before the statement runs; else the database assigns them.
     """
     agent = inputs.definition.agent
     context = inputs.context
     run = AgentRun(
+        pk=ids[0] if ids else None,
         workspace=actor.workspace,
         agent=agent,
         agent_name=agent.name,
@@ -260,7 +266,11 @@ def run_start(
     conversation = inputs.conversation
     if conversation is None:
         conversation = Conversation(
-            workspace=actor.workspace, agent=agent, title=message.strip()[:200], created_by=actor.user
+            pk=ids[1] if ids else None,
+            workspace=actor.workspace,
+            agent=agent,
+            title=message.strip()[:200],
+            created_by=actor.user,
         )
         sql, conversation_params = insert_cte(conversation, name="run_conversation", source="credit_reservation")
         parts.append(sql)
@@ -286,10 +296,14 @@ def run_start(
 
 def started_run(start: RunStart, row: Sequence[Any], *, actor: Actor, message: str) -> PreparedRun:
     """Return the PreparedRun for a start whose statement returned ``row`` (the run's ids)."""
+    start.run.pk, start.run.reservation_id = row[0], row[2]
+    start.conversation.pk = row[1]
+    return _prepared_run(start, actor=actor, message=message)
+
+
+def _prepared_run(start: RunStart, *, actor: Actor, message: str) -> PreparedRun:
     run, conversation, inputs = start.run, start.conversation, start.inputs
-    run.pk, run.reservation_id = row[0], row[2]
     run._state.adding = False
-    conversation.pk = row[1]
     conversation._state.adding = False
     run.conversation = conversation
     context = inputs.context
@@ -358,7 +372,38 @@ class RunNotStarted(Exception):
     answer with the proper error (the start wrote nothing)."""
 
 
-async def prepare_run_async(
+@dataclass
+class PendingRun:
+    """A run ready to start on the event loop: its ids assigned, its start statement built, not yet sent.
+
+    The hot path starts executing it (``execute_run(prepared, started=started)``) while ``record`` sends the
+    start: the SDK's work before its first model request overlaps the statement's round trip, and the
+    request itself waits for ``started`` (providers_app.egress.hold_provider_requests).
+    """
+
+    start: RunStart
+    prepared: PreparedRun
+    started: asyncio.Future[None]
+    confirm_token: bool
+
+    async def record(self) -> None:
+        """Send the start statement. Sets ``started``'s result when it took the credits and recorded the run;
+        otherwise cancels ``started`` (so no provider request is ever sent for it) and raises RunNotStarted
+        (credits that cannot cover the run, or a token not confirmed: nothing was written) or the
+        database's error."""
+        try:
+            row = await adb.fetchone(self.start.sql, self.start.params)
+        except BaseException:
+            self.started.cancel()
+            raise
+        if row is None:
+            self.started.cancel()
+            raise RunNotStarted("token or credits" if self.confirm_token else "credits")
+        self.prepared.run.reservation_id = row[2]
+        self.started.set_result(None)
+
+
+async def pending_run_async(
     *,
     actor: Actor,
     agent_id: int,
@@ -367,22 +412,17 @@ async def prepare_run_async(
     conversation_id: int | None = None,
     provider_id: int | None = None,
     metadata: dict[str, Any] | None = None,
-    mode: str = "sync",
     confirm_token: bool = False,
-) -> PreparedRun:
-    """``prepare_run`` for the event loop: the start's statement goes through config.adb, and reads happen
-    in a thread only when the definition is not cached or the request names a conversation or provider.
+) -> PendingRun:
+    """``prepare_run`` for the event loop, up to its statement: returns the PendingRun whose ``record`` sends it.
 
-    With ``confirm_token`` the actor is one remembered from an earlier token check
-    (``api_token_recent_actor``), and the start's statement also confirms it (``token_guard_cte``): the
-    run starts only if the token, the member's role and the workspace's configuration are unchanged.
-
-    Background runs are not taken (their task is queued on the Django connection's commit). Raises what
-    ``prepare_run`` raises, except that a start that did not happen (credits that cannot cover the run,
-    or a token that is not confirmed) raises RunNotStarted.
+    Reads happen in a thread only when the definition is not cached or the request names a conversation or
+    provider; the run's (and new conversation's) ids come from config.adb.next_id. With ``confirm_token``
+    the actor is one remembered from an earlier token check (``api_token_recent_actor``), and the start's
+    statement also confirms it (``token_guard_cte``): the run starts only if the token, the member's role
+    and the workspace's configuration are unchanged. Sync runs only (background runs are queued on the
+    Django connection's commit). Raises what ``prepare_run`` raises before its statement.
     """
-    if mode == "background":
-        raise ValueError("prepare_run_async does not queue background runs")
     actor.require_write()
     check_message(message)
     read = functools.partial(
@@ -397,12 +437,18 @@ async def prepare_run_async(
         actor=actor, agent_id=agent_id, conversation_id=conversation_id, provider_id=provider_id
     )
     inputs = await db_call(read) if needs_queries else read()
+    ids = (
+        await adb.next_id(AgentRun),
+        await adb.next_id(Conversation) if inputs.conversation is None else None,
+    )
     guard = token_guard_cte(actor) if confirm_token else None
-    start = run_start(actor=actor, inputs=inputs, message=message, metadata=metadata, mode=mode, guard=guard)
-    row = await adb.fetchone(start.sql, start.params)
-    if row is None:
-        raise RunNotStarted("token or credits" if confirm_token else "credits")
-    return started_run(start, row, actor=actor, message=message)
+    start = run_start(actor=actor, inputs=inputs, message=message, metadata=metadata, mode="sync", guard=guard, ids=ids)
+    return PendingRun(
+        start=start,
+        prepared=_prepared_run(start, actor=actor, message=message),
+        started=asyncio.get_running_loop().create_future(),
+        confirm_token=confirm_token,
+    )
 
 
 def load_prepared(run: AgentRun) -> PreparedRun:
@@ -751,11 +797,30 @@ async def finish_run_in_thread(
     return await db_call(finish_run, prepared, result=result, error=error, cancelled=cancelled)
 
 
-async def execute_run(prepared: PreparedRun, *, finish: Finisher = finish_run_in_thread) -> AgentRun:
+async def _was_started(started: asyncio.Future[None] | None) -> bool:
+    """Wait for ``started`` to be settled; return whether the run's start was recorded (None: it was)."""
+    if started is None:
+        return True
+    if not started.done():
+        await asyncio.wait((started,))
+    return not started.cancelled()
+
+
+async def execute_run(
+    prepared: PreparedRun,
+    *,
+    finish: Finisher = finish_run_in_thread,
+    started: asyncio.Future[None] | None = None,
+) -> AgentRun:
     """Run to the end and return the finished AgentRun (succeeded or failed; never raises for run errors).
 
-    ``finish`` records the end: through a database thread by default, or ``finish_run_async``.
+    ``finish`` records the end: through a database thread by default, or ``finish_run_async``. ``started``
+    (PendingRun.started) is for a run whose start statement may still be in flight: its provider requests
+    wait for it, and if it is cancelled (the start wrote nothing) the run records nothing and raises the
+    error or cancellation that stopped it.
     """
+    if started is not None:
+        hold_provider_requests(started)  # this task's context only
     result: RunResultBase | None = None
     try:
         root_agent = sdk_agent(prepared)
@@ -771,10 +836,15 @@ async def execute_run(prepared: PreparedRun, *, finish: Finisher = finish_run_in
         except TimeoutError:
             raise RunTimedOut from None
     except asyncio.CancelledError:
-        await asyncio.shield(finish(prepared, result=result, cancelled=True))
+        if await _was_started(started):
+            await asyncio.shield(finish(prepared, result=result, cancelled=True))
         raise
     except Exception as exc:
+        if not await _was_started(started):
+            raise
         return await finish(prepared, result=result, error=exc)
+    if not await _was_started(started):  # cannot happen: a run's result needs a model request
+        raise RunNotStarted("the run ended before its start was recorded")
     return await finish(prepared, result=result)
 
 

@@ -210,7 +210,7 @@ def agent_chat(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
         except ValueError:
             conversation = None
         if conversation is not None and conversation.agent_id == agent.pk:
-            turns = list(conversation.runs.order_by("id"))
+            turns = list(conversation.runs.order_by("created_at", "id"))
         else:
             conversation = None
     conversations = Conversation.objects.filter(agent=agent, workspace=request.actor.workspace)[:30]

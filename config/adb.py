@@ -13,13 +13,14 @@ autocommit does, which is why the hot path writes with single statements.
 from __future__ import annotations
 
 import asyncio
+import collections
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import connection, models
 from psycopg.types.string import StrDumper
 from psycopg_pool import AsyncConnectionPool
 
@@ -90,3 +91,31 @@ async def close() -> None:
     found = _pools.pop(asyncio.get_running_loop(), None)
     if found is not None:
         await found.close()
+
+
+# Primary keys taken from their sequences ahead of use, per event loop and table: a row whose id is known
+# before it is inserted can be referred to (by a run that starts while its start statement is in flight)
+# without a round trip of its own. Ids of a block this process never uses are lost, as ids of rolled-back
+# inserts are: ids have gaps and, across processes, are not in creation order.
+ID_BLOCK_SIZE = 64
+_ids: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, collections.deque[int]]] = (
+    weakref.WeakKeyDictionary()
+)
+_id_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+async def next_id(model: type[models.Model]) -> int:
+    """Return a new primary key for ``model``'s table, from its sequence (a block of them is taken at once)."""
+    loop = asyncio.get_running_loop()
+    table = model._meta.db_table
+    block = _ids.setdefault(loop, {}).setdefault(table, collections.deque())
+    if not block:
+        lock = _id_locks.setdefault(loop, {}).setdefault(table, asyncio.Lock())
+        async with lock:
+            if not block:  # else another task refilled it while this one waited
+                row = await fetchone(
+                    "SELECT array_agg(nextval(pg_get_serial_sequence(%s, %s))) FROM generate_series(1, %s)",
+                    [table, model._meta.pk.column, ID_BLOCK_SIZE],
+                )
+                block.extend(row[0] if row else ())
+    return block.popleft()

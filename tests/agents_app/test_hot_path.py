@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx2
 import pytest
+from agents import flush_traces
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -140,10 +142,12 @@ def test_a_token_checked_lately_is_confirmed_by_the_runs_start(
     second = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=headers)
     assert (first.status_code, second.status_code) == (200, 200)
     assert handed_over == []
-    # First run: the token check, its last_used_at stamp, the start, the end. Second: the start (which
-    # confirms the token) and the end.
-    assert checks_for_the_first == 4
-    assert [("token_hash" in sql, "token_guard" in sql) for sql in statements[4:]] == [(False, True), (False, False)]
+    # First run: the token check, its last_used_at stamp, a block of ids for runs and one for
+    # conversations (config.adb.next_id), the start, the end. Second: the start (which confirms the token)
+    # and the end.
+    assert checks_for_the_first == 6
+    assert sum("nextval" in sql for sql in statements[:6]) == 2
+    assert [("token_hash" in sql, "token_guard" in sql) for sql in statements[6:]] == [(False, True), (False, False)]
     assert AgentRun.objects.filter(status="succeeded").count() == 2
 
 
@@ -435,6 +439,101 @@ def test_hot_statements_are_prepared_unless_turned_off(db, settings, prepared):
 
     found = [statement for statement in asyncio.run(statements_on_the_server()) if "+ 41" in statement]
     assert len(found) == (1 if prepared else 0)
+
+
+def test_ids_are_taken_from_their_sequence_in_blocks(db, statements):
+    from agents_app.models import Conversation
+
+    async def take() -> tuple[list[int], list[int]]:
+        try:
+            runs = await asyncio.gather(*(adb.next_id(AgentRun) for _ in range(adb.ID_BLOCK_SIZE + 6)))
+            conversations = [await adb.next_id(Conversation) for _ in range(3)]
+            return runs, conversations
+        finally:
+            await adb.close()
+
+    runs, conversations = asyncio.run(take())
+    assert len(set(runs)) == len(runs)
+    assert len(conversations) == len(set(conversations)) == 3
+    assert runs[: adb.ID_BLOCK_SIZE] == sorted(runs[: adb.ID_BLOCK_SIZE])
+    # Concurrent callers wait for one refill instead of each taking a block.
+    assert len(statements) == 3  # two blocks of run ids, one of conversation ids
+    with connection.cursor() as cursor:  # the database never hands those ids out again
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('agents_app_agentrun', 'id'))")
+        assert cursor.fetchone()[0] > max(runs)
+
+
+def _hold_credit_account(workspace_id: int, *, empty_it: bool, locked: threading.Event, release: threading.Event):
+    """In a transaction of its own, lock the workspace's credit account (emptying it if asked) until released."""
+    import psycopg
+    from django.db import connection as django_connection
+
+    params = django_connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k not in {"context", "cursor_factory"}}) as conn:
+        conn.execute("SELECT 1 FROM accounts_app_creditaccount WHERE workspace_id = %s FOR UPDATE", [workspace_id])
+        if empty_it:
+            conn.execute("UPDATE accounts_app_creditaccount SET balance = 0 WHERE workspace_id = %s", [workspace_id])
+        locked.set()
+        release.wait(20)
+
+
+def _start_is_waiting() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%credit_account%%'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.parametrize("outcome", ["recorded", "refused"])
+def test_the_model_is_not_called_before_the_runs_start_is_recorded(
+    asgi_server, team, helper, fake_openai, handed_over, outcome
+):
+    # The SDK starts while the start statement is in flight; its request must wait for the statement and
+    # never leave if the statement took nothing. Here the statement waits on a lock held by the test.
+    from traces_app.models import Trace
+
+    fake_openai.script(Reply("Warm."), Reply("Recorded first."))
+    headers = bearer(team)
+    assert httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=headers).status_code == 200
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=_hold_credit_account,
+        args=(team.workspace.pk,),
+        kwargs={"empty_it": outcome == "refused", "locked": locked, "release": release},
+    )
+    holder.start()
+    assert locked.wait(10)
+    answers: list[httpx2.Response] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            httpx2.post(run_url(asgi_server, helper), json={"message": "Go"}, headers=headers, timeout=30)
+        )
+    )
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not _start_is_waiting():
+        assert time.monotonic() < deadline, "the start statement never waited on the lock"
+        time.sleep(0.02)
+    time.sleep(0.5)  # time enough for the SDK to get to its request
+    assert len(fake_openai.requests_to("/v1/chat/completions")) == 1  # only the warm-up run's
+    release.set()
+    holder.join(10)
+    caller.join(30)
+    calls = fake_openai.requests_to("/v1/chat/completions")
+    flush_traces()
+    if outcome == "recorded":
+        assert answers[0].status_code == 200, answers[0].text
+        assert answers[0].json()["output"] == "Recorded first."
+        assert handed_over == []
+        assert len(calls) == 2
+        assert Trace.objects.count() == 2
+    else:
+        assert answers[0].status_code == 402, answers[0].text  # Django's answer, after its own check
+        assert len(handed_over) == 1
+        assert len(calls) == 1  # the held request never left
+        assert AgentRun.objects.count() == 1
+        assert list(Trace.objects.values_list("run_id", flat=True)) == [AgentRun.objects.get().pk]
 
 
 def test_concurrent_runs_share_a_small_pool(asgi_server, team, helper, fake_openai, handed_over):

@@ -101,6 +101,23 @@ def test_chat_and_run_pages(team, page_client, helper):
     assert client.get(f"/agents/{helper.pk}/chat/?conversation=abc").status_code == 200
 
 
+def test_chat_turns_follow_their_start_times_not_their_ids(team, page_client, helper):
+    # Runs started by the hot path take ids from per-process blocks (config.adb.next_id): across
+    # processes a later turn may have a smaller id.
+    from datetime import timedelta
+
+    from agents_app.models import AgentRun
+
+    first = prepare_run(actor=team, agent_id=helper.pk, message="First question")
+    second = prepare_run(
+        actor=team, agent_id=helper.pk, message="Second question", conversation_id=first.conversation_id
+    )
+    AgentRun.objects.filter(pk=second.run.pk).update(created_at=first.run.created_at - timedelta(seconds=1))
+    AgentRun.objects.filter(pk=first.run.pk).update(created_at=first.run.created_at + timedelta(seconds=1))
+    chat = page_client(team).get(f"/agents/{helper.pk}/chat/?conversation={first.conversation_id}").content.decode()
+    assert chat.index('<div class="msg user">Second question') < chat.index('<div class="msg user">First question')
+
+
 def form_data(target) -> dict[str, object]:
     return {"name": "x", "target_id": target.pk, "json_data": "{}", "max_turns": 1}
 

@@ -346,3 +346,43 @@ def test_aresolve_model_picks_the_default_or_the_given_provider(fake_openai, all
     assert asyncio.run(go(workspace=other.workspace)).provider == foreign
     with pytest.raises(NotFoundError):
         asyncio.run(go(provider_id=foreign.pk))
+
+
+@pytest.mark.parametrize("kind", ["custom", "local"])  # the guarded transport and the local model's
+def test_a_held_request_waits_for_its_gate_and_is_never_sent_if_it_is_cancelled(
+    team, fake_openai, allow_loopback, local_points_at_fake, kind
+):
+    from providers_app.clients import client_for
+    from providers_app.egress import hold_provider_requests
+
+    provider = make_provider(team, kind, fake_openai)
+    fake_openai.script(Reply("Other task."), Reply("After the gate."))
+    path = model_path(kind)
+
+    async def ask(gate=None):
+        if gate is not None:
+            hold_provider_requests(gate)
+        client = client_for(provider)
+        answer = await client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "Hi"}])
+        return answer.choices[0].message.content
+
+    async def go():
+        try:
+            loop = asyncio.get_running_loop()
+            opened, cancelled = loop.create_future(), loop.create_future()
+            held = asyncio.ensure_future(ask(opened))
+            dropped = asyncio.ensure_future(ask(cancelled))
+            await asyncio.sleep(0.3)
+            assert not held.done()
+            assert fake_openai.requests_to(path) == []  # nothing left while the gates are closed
+            assert await ask() == "Other task."  # a task without a gate is not held
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await dropped
+            opened.set_result(None)
+            assert await held == "After the gate."
+        finally:
+            await close_clients_for_running_loop()
+
+    asyncio.run(go())
+    assert len(fake_openai.requests_to(path)) == 2  # the other task's and the opened one's; never the cancelled one

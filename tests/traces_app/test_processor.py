@@ -291,3 +291,35 @@ def test_guardrail_verdicts_and_mcp_listings_are_stored_in_the_runs_tree(team, h
     while agent.kind != "agent":
         agent = spans[agent.parent_id]
     assert agent.name == "Helper"
+
+
+def test_a_discarded_trace_is_not_stored_whenever_it_is_discarded(team):
+    # The run hot path discards the trace of a run whose start statement wrote nothing. The writer may
+    # not have seen the trace yet, or may have stored its start already: either way, nothing stays.
+    from agents import custom_span, trace
+
+    from traces_app.processor import discard_trace
+
+    metadata = {"workspace_id": str(team.workspace.pk)}
+    with trace("Never started", metadata=metadata) as early:
+        discard_trace(early.trace_id)  # before the writer saw anything of it
+        with custom_span("step"):
+            pass
+
+    late = trace("Started, then discarded", metadata=metadata)
+    late.start(mark_as_current=True)
+    with custom_span("step"):
+        pass
+    flush_traces()
+    assert Trace.objects.get(trace_id=late.trace_id).status == "running"
+    assert Span.objects.filter(trace_id=late.trace_id).count() == 1
+    discard_trace(late.trace_id)
+    with custom_span("after"):
+        pass
+    late.finish(reset_current=True)
+
+    with trace("Kept", metadata=metadata) as kept, custom_span("step"):
+        pass
+    flush_traces()
+    assert list(Trace.objects.values_list("trace_id", flat=True)) == [kept.trace_id]
+    assert set(Span.objects.values_list("trace_id", flat=True)) == {kept.trace_id}
