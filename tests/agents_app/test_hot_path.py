@@ -441,6 +441,23 @@ def test_hot_statements_are_prepared_unless_turned_off(db, settings, prepared):
     assert len(found) == (1 if prepared else 0)
 
 
+def test_statements_take_djangos_placeholders(db):
+    async def run(sql, params=None):
+        try:
+            return await adb.fetchone(sql, params)
+        finally:
+            await adb.close()
+
+    assert asyncio.run(run("SELECT %s::int + %s::int, '100%%'", [40, 2])) == (42, "100%")
+    named = "SELECT %(a)s::int * %(b)s::int + %(a)s::int, %(text)s"
+    assert asyncio.run(run(named, {"b": 3, "a": 2, "text": "it's %(a)s"})) == (8, "it's %(a)s")
+    assert adb._raw(named)[0] == b"SELECT $1::int * $2::int + $1::int, $3"
+    with pytest.raises(TypeError, match="2 placeholders for 1 values"):
+        asyncio.run(run("SELECT %s::int, %s::int", [1]))
+    with pytest.raises(KeyError):
+        asyncio.run(run(named, {"a": 1}))
+
+
 def test_ids_are_taken_from_their_sequence_in_blocks(db, statements):
     from agents_app.models import Conversation
 
