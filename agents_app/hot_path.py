@@ -39,6 +39,7 @@ from accounts_app.actor import Actor
 from accounts_app.selectors import api_token_authenticate_async, api_token_forget, api_token_recent_actor
 from agents_app.models import AgentRun, RunStatus
 from agents_app.runs import (
+    PreparedRun,
     RunNotStarted,
     execute_run,
     finish_run_async,
@@ -194,16 +195,52 @@ async def _serve(scope: Scope, receive: Receive, send: Send, *, agent_id: int, b
     except Exception:
         # The run could not be recorded (the database went away): as config/api.py answers the unexpected.
         logging.getLogger("config.api").exception("Unhandled error in POST %s", scope["path"])
-        await _respond(
-            send, 500, {"detail": "Internal server error.", "code": "server_error"}, secure=_is_secure(scope)
-        )
+        content = _render(500, {"detail": "Internal server error.", "code": "server_error"})
+        await _send(send, 500, content, secure=_is_secure(scope))
         return
-    if run.status == RunStatus.SUCCEEDED:
-        status, data = 200, AgentRunResponse.model_validate(run_response(run)).model_dump()
-    else:
-        status, data = 502, RunErrorOut.model_validate(run_error_response(run)).model_dump()
+    status, content = _answers.pop(run.pk) if run.pk in _answers else _answer(run)
+    if status != 200:
         logger.error("%s: %s", HTTPStatus(status).phrase, scope["path"], extra={"status_code": status})
-    await _respond(send, status, data, secure=_is_secure(scope))
+    await _send(send, status, content, secure=_is_secure(scope))
+
+
+def _render(status: int, data: dict[str, Any]) -> bytes:
+    from config.api import api
+
+    return api.renderer.render(None, data, response_status=status).encode()  # type: ignore[arg-type]
+
+
+def _answer(run: AgentRun) -> tuple[int, bytes]:
+    """Return the status and body of the answer for a finished run: the run (200) or its error (502)."""
+    if run.status == RunStatus.SUCCEEDED:
+        return 200, _render(200, AgentRunResponse.model_validate(run_response(run)).model_dump())
+    return 502, _render(502, RunErrorOut.model_validate(run_error_response(run)).model_dump())
+
+
+# Answers rendered while their run's end statement was in flight, by run id (taken by _serve at once).
+_answers: dict[int, tuple[int, bytes]] = {}
+
+
+async def _finish_answering(
+    prepared: PreparedRun, *, result: Any, error: BaseException | None = None, cancelled: bool = False
+) -> AgentRun:
+    """``finish_run_async``, rendering the run's answer during the statement's round trip instead of after.
+
+    The statement's outcome is set on the run before it is sent, and it is what the database records when
+    the statement claims the run; when it does not (the run was ended elsewhere), the answer is rendered
+    afresh from the recorded run.
+    """
+    finishing = asyncio.ensure_future(finish_run_async(prepared, result=result, error=error, cancelled=cancelled))
+    await asyncio.sleep(0)  # finish_run_async runs up to its round trip: the outcome set, the statement sent
+    answer = _answer(prepared.run) if prepared.run.finished_at is not None and not finishing.done() else None
+    try:
+        run = await asyncio.shield(finishing)
+    except asyncio.CancelledError:
+        await finishing  # a run's end is always recorded (execute_run shields it too)
+        raise
+    if answer is not None and run is prepared.run:
+        _answers[run.pk] = answer
+    return run
 
 
 async def _start(
@@ -217,7 +254,7 @@ async def _start(
     request left, and RunNotStarted (or the database's error) raised.
     """
     pending = await pending_run_async(actor=actor, agent_id=agent_id, confirm_token=confirm_token, **fields)
-    run_task = asyncio.ensure_future(execute_run(pending.prepared, finish=finish_run_async, started=pending.started))
+    run_task = asyncio.ensure_future(execute_run(pending.prepared, finish=_finish_answering, started=pending.started))
     try:
         await pending.record()
     except BaseException:
@@ -234,10 +271,7 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def _respond(send: Send, status: int, data: dict[str, Any], *, secure: bool) -> None:
-    from config.api import api
-
-    content = api.renderer.render(None, data, response_status=status).encode()  # type: ignore[arg-type]
+async def _send(send: Send, status: int, content: bytes, *, secure: bool) -> None:
     headers = [
         (b"content-type", b"application/json; charset=utf-8"),
         (b"content-length", str(len(content)).encode()),

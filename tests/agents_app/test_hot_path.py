@@ -219,6 +219,58 @@ def test_a_failed_run_is_a_502_and_refunded(asgi_server, team, helper, fake_open
     assert balance(team) == before
 
 
+def test_the_answer_is_rendered_while_the_runs_end_is_recorded(
+    asgi_server, team, helper, fake_openai, handed_over, monkeypatch
+):
+    events: list[str] = []
+    fetchone, answer = adb.fetchone, hot_path._answer
+
+    async def recording_fetchone(sql, params=None):
+        kind = "end" if "run_claimed" in sql else "statement"
+        events.append(f"{kind} sent")
+        row = await fetchone(sql, params)
+        events.append(f"{kind} done")
+        return row
+
+    def recording_answer(run):
+        events.append("answer rendered")
+        return answer(run)
+
+    monkeypatch.setattr(adb, "fetchone", recording_fetchone)
+    monkeypatch.setattr(hot_path, "_answer", recording_answer)
+    fake_openai.script(Reply("Overlapped."))
+    response = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=bearer(team))
+    assert response.status_code == 200, response.text
+    assert response.json()["output"] == "Overlapped."
+    assert events[-3:] == ["end sent", "answer rendered", "end done"]
+    assert hot_path._answers == {}
+
+
+def test_a_run_ended_elsewhere_meanwhile_is_answered_as_recorded(asgi_server, team, helper, fake_openai, handed_over):
+    from datetime import timedelta
+
+    from agents_app.runs import fail_abandoned_runs
+
+    fake_openai.script(Reply("Too late.", delay=1))
+    answers: list[httpx2.Response] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            httpx2.post(run_url(asgi_server, helper), json={"message": "Hi"}, headers=bearer(team), timeout=30)
+        )
+    )
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not AgentRun.objects.filter(status="running").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert fail_abandoned_runs(older_than=timedelta(0)) == 1  # as the sweep does to a run it thinks dead
+    caller.join(30)
+    run = AgentRun.objects.get()
+    assert (answers[0].status_code, run.status) == (502, "failed")
+    assert answers[0].json() == {"detail": run.error, "code": run.error_code, "run_id": run.pk}
+    assert hot_path._answers == {}
+
+
 def test_a_conversation_continues_through_the_hot_path(asgi_server, team, helper, fake_openai, handed_over):
     fake_openai.script(Reply("I am Helper."), Reply("You asked who I am."))
     headers = bearer(team)
