@@ -420,3 +420,33 @@ def test_abandoned_runs_are_failed_and_refunded(team, helper, fake_openai, monke
     assert fail_abandoned_runs() == 0  # nothing twice
     late = finish_run(load_prepared(rows[running.pk]), result=None)
     assert late.error_code == "abandoned"  # a swept run cannot be finished later
+
+
+def test_a_runs_end_can_update_it_in_place(team, helper):
+    # A run's row is written twice; its end may stay on the row's page without touching any index (a HOT
+    # update) only if no indexed column changes and the page has room: both are properties of the table.
+    from agents_app.runs import _FINISH_FIELDS
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT i.relname, array_agg(a.attname ORDER BY a.attname)
+               FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+               JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey)
+               WHERE x.indrelid = 'agents_app_agentrun'::regclass GROUP BY i.relname"""
+        )
+        indexed = {column for _, columns in cursor.fetchall() for column in columns}
+        cursor.execute("SELECT reloptions FROM pg_class WHERE oid = 'agents_app_agentrun'::regclass")
+        options = cursor.fetchone()[0]
+    written_at_end = {AgentRun._meta.get_field(name).column for name in _FINISH_FIELDS}
+    assert indexed & written_at_end == set()
+    assert indexed == {
+        "id",
+        "workspace_id",
+        "agent_id",
+        "created_at",
+        "conversation_id",
+        "created_by_id",
+        "provider_id",
+        "reservation_id",
+    }
+    assert "fillfactor=70" in options
