@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import re
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
@@ -198,7 +199,8 @@ async def _serve(scope: Scope, receive: Receive, send: Send, *, agent_id: int, b
         content = _render(500, {"detail": "Internal server error.", "code": "server_error"})
         await _send(send, 500, content, secure=_is_secure(scope))
         return
-    status, content = _answers.pop(run.pk) if run.pk in _answers else _answer(run)
+    answer = _answers.pop(run, None)
+    status, content = answer if answer is not None else _answer(run)
     if status != 200:
         logger.error("%s: %s", HTTPStatus(status).phrase, scope["path"], extra={"status_code": status})
     await _send(send, status, content, secure=_is_secure(scope))
@@ -217,8 +219,9 @@ def _answer(run: AgentRun) -> tuple[int, bytes]:
     return 502, _render(502, RunErrorOut.model_validate(run_error_response(run)).model_dump())
 
 
-# Answers rendered while their run's end statement was in flight, by run id (taken by _serve at once).
-_answers: dict[int, tuple[int, bytes]] = {}
+# Answers rendered while their run's end statement was in flight, by run (taken by _serve at once; weak, so
+# that a request that ends otherwise leaves nothing behind).
+_answers: weakref.WeakKeyDictionary[AgentRun, tuple[int, bytes]] = weakref.WeakKeyDictionary()
 
 
 async def _finish_answering(
@@ -230,7 +233,9 @@ async def _finish_answering(
     the statement claims the run; when it does not (the run was ended elsewhere), the answer is rendered
     afresh from the recorded run.
     """
-    finishing = asyncio.ensure_future(finish_run_async(prepared, result=result, error=error, cancelled=cancelled))
+    if cancelled:  # the client has gone: nobody will take an answer
+        return await finish_run_async(prepared, result=result, cancelled=True)
+    finishing = asyncio.ensure_future(finish_run_async(prepared, result=result, error=error))
     await asyncio.sleep(0)  # finish_run_async runs up to its round trip: the outcome set, the statement sent
     answer = _answer(prepared.run) if prepared.run.finished_at is not None and not finishing.done() else None
     try:
@@ -239,7 +244,7 @@ async def _finish_answering(
         await finishing  # a run's end is always recorded (execute_run shields it too)
         raise
     if answer is not None and run is prepared.run:
-        _answers[run.pk] = answer
+        _answers[run] = answer
     return run
 
 
