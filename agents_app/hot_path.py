@@ -227,7 +227,8 @@ _answers: weakref.WeakKeyDictionary[AgentRun, tuple[int, bytes]] = weakref.WeakK
 async def _finish_answering(
     prepared: PreparedRun, *, result: Any, error: BaseException | None = None, cancelled: bool = False
 ) -> AgentRun:
-    """``finish_run_async``, rendering the run's answer during the statement's round trip instead of after.
+    """``finish_run_async`` (returns the finished run), rendering the run's answer during the statement's round
+    trip instead of after, into ``_answers`` for _serve.
 
     The statement's outcome is set on the run before it is sent, and it is what the database records when
     the statement claims the run; when it does not (the run was ended elsewhere), the answer is rendered
