@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import httpcore2
 import httpx2
 import openai
+from agents.tracing import custom_span
 from django.conf import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -205,13 +206,19 @@ def hold_provider_requests(gate: asyncio.Future[None]) -> None:
     _request_gate.set(gate)
 
 
+WAIT_SPAN_NAME = "Waiting for the run's start to be recorded"
+
+
 class _GatedTransport(httpx2.AsyncHTTPTransport):
     """The provider clients' transport: a request waits for its task's gate (if any) before it is sent."""
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         gate = _request_gate.get()
         if gate is not None and not gate.done():
-            await asyncio.wait((gate,))  # not ``await gate``: cancelling this request must not cancel the gate
+            # A span of its own inside the model call's span (the current one): the run's trace shows this
+            # time as the platform's, not the model's.
+            with custom_span(WAIT_SPAN_NAME):
+                await asyncio.wait((gate,))  # not ``await gate``: cancelling this request must not cancel the gate
         if gate is not None and gate.cancelled():
             raise asyncio.CancelledError("the run did not start; its provider request was not sent")
         return await super().handle_async_request(request)

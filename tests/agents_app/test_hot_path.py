@@ -561,7 +561,8 @@ def test_the_model_is_not_called_before_the_runs_start_is_recorded(
 ):
     # The SDK starts while the start statement is in flight; its request must wait for the statement and
     # never leave if the statement took nothing. Here the statement waits on a lock held by the test.
-    from traces_app.models import Trace
+    from providers_app.egress import WAIT_SPAN_NAME
+    from traces_app.models import Span, Trace
 
     fake_openai.script(Reply("Warm."), Reply("Recorded first."))
     headers = bearer(team)
@@ -598,6 +599,18 @@ def test_the_model_is_not_called_before_the_runs_start_is_recorded(
         assert handed_over == []
         assert len(calls) == 2
         assert Trace.objects.count() == 2
+        # The wait is in the run's trace as a span of its own, inside the model call's span.
+        run = AgentRun.objects.get(pk=answers[0].json()["run_id"])
+        spans = {span.span_id: span for span in Span.objects.filter(trace_id=run.trace_id)}
+        waits = [span for span in spans.values() if span.name == WAIT_SPAN_NAME]
+        assert len(waits) == 1
+        assert waits[0].kind == "custom"
+        assert spans[waits[0].parent_id].kind == "generation"
+        waited, model_call = waits[0].duration_ms, spans[waits[0].parent_id].duration_ms
+        assert waited is not None
+        assert model_call is not None
+        assert waited >= 400  # the test held the start for over half a second after the wait began
+        assert model_call >= waited
     else:
         assert answers[0].status_code == 402, answers[0].text  # Django's answer, after its own check
         assert len(handed_over) == 1
