@@ -57,8 +57,8 @@ class Workspace(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Bumped by every change to the workspace's agents, handoffs, contexts or providers: cached agent
-    # definitions are keyed by it (see agents_app.definitions).
+    # Bumped by every change to the workspace's agents, handoffs, contexts or providers, by database triggers
+    # (agents_app/migrations/0003): cached agent definitions are keyed by it (see agents_app.definitions).
     config_version = models.PositiveBigIntegerField(default=0)
     # Traces older than this are deleted by a periodic task (traces_app.services.traces_delete_expired).
     trace_retention_days = models.PositiveIntegerField(

@@ -1,7 +1,8 @@
 """Per-process cache of what a run needs to know about an agent: its row, contexts, graph and the default provider.
 
 Loading it costs several queries; it changes only when someone edits the workspace's configuration, and
-every such edit bumps ``Workspace.config_version`` (accounts_app.services.config_version). The request's
+every change to an agent, handoff, context or provider bumps ``Workspace.config_version``, whatever made it
+(database triggers, agents_app/migrations/0003). The request's
 actor already carries its workspace row, so checking the cache costs no query at all.
 """
 

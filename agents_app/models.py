@@ -31,7 +31,7 @@ class Agent(models.Model):
     guardrails = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     max_turns = models.PositiveSmallIntegerField(default=10)
-    # Bumped on every change: cached SDK graphs are keyed by it.
+    # Moved by a database trigger on every change of the row or of its handoffs (migration 0003).
     version = models.PositiveIntegerField(default=1)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)

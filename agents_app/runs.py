@@ -106,14 +106,6 @@ def _reservation_amount(provider: Provider, model: str, message: str, instructio
     return Decimal(settings.RUN_MIN_RESERVATION) + worst
 
 
-def run_cost(provider: Provider, model: str, usage: dict[str, int]) -> Decimal:
-    """Return the credits a run's tokens cost at the provider's prices for ``model``."""
-    price_in, price_out = model_prices(provider, model)
-    return (
-        Decimal(usage.get("input_tokens", 0)) * price_in + Decimal(usage.get("output_tokens", 0)) * price_out
-    ) / _MILLION
-
-
 def current_trace_id() -> str | None:
     """Return the id of the trace this code runs in (a workflow's), if any: a run started inside one is
     recorded under it, as the SDK will put its spans there."""
@@ -613,16 +605,31 @@ def _run_config(prepared: PreparedRun) -> RunConfig:
     )
 
 
-def _usage(result: RunResultBase | None) -> dict[str, int]:
-    if result is None:
-        return {}
-    usage = result.context_wrapper.usage
-    return {
-        "requests": usage.requests,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-    }
+def run_usage(prepared: PreparedRun, result: RunResultBase | None) -> tuple[dict[str, Any], Decimal]:
+    """Return the run's usage (its totals, and ``agents``: per agent and model) and what its tokens cost.
+
+    Each agent's model requests are priced at the provider and model that agent ran on (runtime.UsageMeter);
+    tokens the totals hold beyond what the meters saw (none are expected) at the starting agent's prices.
+    """
+    metered = list(prepared.context.usage.values())
+    cost = sum((entry.cost for entry in metered), Decimal(0))
+    usage: dict[str, Any] = {}
+    if result is not None:
+        totals = result.context_wrapper.usage
+        usage = {
+            "requests": totals.requests,
+            "input_tokens": totals.input_tokens,
+            "output_tokens": totals.output_tokens,
+            "total_tokens": totals.total_tokens,
+        }
+        unmetered_in = totals.input_tokens - sum(entry.input_tokens for entry in metered)
+        unmetered_out = totals.output_tokens - sum(entry.output_tokens for entry in metered)
+        if unmetered_in > 0 or unmetered_out > 0:
+            price_in, price_out = model_prices(prepared.root_provider, prepared.root_model)
+            cost += (Decimal(max(unmetered_in, 0)) * price_in + Decimal(max(unmetered_out, 0)) * price_out) / _MILLION
+    if metered:
+        usage["agents"] = [entry.as_json() for entry in metered]
+    return usage, cost
 
 
 class RunTimedOut(Exception):
@@ -683,7 +690,7 @@ def finish_statement(
     now = timezone.now()
     run.finished_at = now
     run.duration_ms = int((now - run.started_at).total_seconds() * 1000) if run.started_at else None
-    run.usage = _usage(result)
+    run.usage, cost = run_usage(prepared, result)
     if result is not None:
         run.new_items = to_json([item.to_input_item() for item in result.new_items])
         run.last_agent_name = result.last_agent.name if result.last_agent else ""
@@ -691,7 +698,7 @@ def finish_statement(
         output = result.final_output
         run.final_output = to_json(output) if not isinstance(output, str) else output
         run.status = RunStatus.SUCCEEDED
-        run.cost = run_cost(prepared.root_provider, prepared.root_model, run.usage)
+        run.cost = cost
     else:
         failure = describe_run_error(error, prepared) if error is not None else None
         run.status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED

@@ -8,17 +8,20 @@ exactly one SDK ``Agent``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from agents import Agent as SDKAgent
-from agents import AgentOutputSchemaBase, ModelBehaviorError, RunContextWrapper, handoff
+from agents import AgentHooks, AgentOutputSchemaBase, ModelBehaviorError, ModelResponse, RunContextWrapper, handoff
 from jsonschema import Draft202012Validator
 
 from agents_app.models import Agent, AgentHandoff
-from providers_app.models import Provider
+from providers_app.models import Provider, model_prices
 from providers_app.runtime import ResolvedModel
+
+_MILLION = Decimal(1_000_000)
 
 
 class JsonSchemaOutput(AgentOutputSchemaBase):
@@ -80,9 +83,11 @@ def agent_tool_ids(row: Agent) -> list[int]:
 
 
 def load_graph(*, root: Agent) -> Graph:
-    """Load every agent reachable from ``root`` through handoffs or agent tools (cycles included).
+    """Load every agent reachable from ``root`` through handoffs or agent tools (cycles included), each with
+    its provider: a run reads them on the event loop, where a lazy load would fail.
 
-    One or two queries per depth, however many agents there are at that depth.
+    One or two queries per depth, however many agents there are at that depth, and one for providers that
+    rows given by the caller (``root``, its prefetched handoffs' targets) did not carry.
     """
     agents: dict[int, Agent] = {root.pk: root}
     handoffs: dict[int, list[AgentHandoff]] = {}
@@ -111,17 +116,83 @@ def load_graph(*, root: Agent) -> Graph:
             ).select_related("provider"):
                 agents[row.pk] = row
                 frontier.append(row.pk)
+    _load_providers(agents.values())
     return Graph(root_id=root.pk, agents=agents, handoffs=handoffs)
+
+
+def _load_providers(rows: Iterable[Agent]) -> None:
+    field = Agent._meta.get_field("provider")
+    missing = [row for row in rows if row.provider_id is not None and not field.is_cached(row)]
+    if missing:
+        providers = Provider.objects.in_bulk({row.provider_id for row in missing})
+        for row in missing:
+            row.provider = providers[row.provider_id]
+
+
+@dataclass
+class ModelUsage:
+    """The model requests one agent of a run made, and their cost at that agent's provider's prices."""
+
+    agent_id: int
+    agent: str
+    provider_id: int | None
+    provider_type: str
+    model: str
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cost: Decimal = Decimal(0)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**{k: v for k, v in vars(self).items() if k != "cost"}, "cost": str(self.cost)}
 
 
 @dataclass
 class RunContext:
-    """The object tools, guardrails and instructions receive as ``ctx.context``."""
+    """The object tools, guardrails and instructions receive as ``ctx.context``.
+
+    ``usage`` is filled by the agents' UsageMeter as the run goes, one entry per agent (and model).
+    """
 
     workspace_id: int
     run_id: int
     context: dict[str, Any]
     metadata: dict[str, Any]
+    usage: dict[tuple[int, str], ModelUsage] = field(default_factory=dict)
+
+
+class UsageMeter(AgentHooks[RunContext]):
+    """Counts every model request of one SDK agent into its run's context, priced at the provider and model
+    that agent runs on. Shared by the runs of a built graph: it keeps no state of its own."""
+
+    def __init__(self, row: Agent, resolved: ResolvedModel) -> None:
+        self.key = (row.pk, resolved.model_name)
+        self.row, self.resolved = row, resolved
+        self.prices = model_prices(resolved.provider, resolved.model_name)
+
+    async def on_llm_end(
+        self, context: RunContextWrapper[RunContext], agent: SDKAgent[RunContext], response: ModelResponse
+    ) -> None:
+        run = context.context
+        if not isinstance(run, RunContext):
+            return
+        entry = run.usage.get(self.key)
+        if entry is None:
+            entry = run.usage[self.key] = ModelUsage(
+                agent_id=self.row.pk,
+                agent=self.row.name,
+                provider_id=self.resolved.provider.pk,
+                provider_type=self.resolved.provider.type,
+                model=self.resolved.model_name,
+            )
+        usage = response.usage
+        entry.requests += usage.requests
+        entry.input_tokens += usage.input_tokens
+        entry.output_tokens += usage.output_tokens
+        entry.total_tokens += usage.total_tokens
+        price_in, price_out = self.prices
+        entry.cost += (Decimal(usage.input_tokens) * price_in + Decimal(usage.output_tokens) * price_out) / _MILLION
 
 
 def _instructions(row: Agent) -> Callable[[RunContextWrapper[RunContext], SDKAgent[RunContext]], str]:
@@ -152,6 +223,7 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
             model=resolved.model,
             model_settings=resolved.model_settings,
             output_type=JsonSchemaOutput(row.output_schema) if row.output_schema else None,
+            hooks=UsageMeter(row, resolved),
         )
     for agent_id, row in graph.agents.items():
         # Agents used as tools: the caller keeps the conversation and gets the other agent's answer back.

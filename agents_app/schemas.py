@@ -132,11 +132,27 @@ class AgentRunInput(Schema):
         }
 
 
+class AgentUsage(Schema):
+    """One agent's model requests in a run, priced at the provider and model it ran on."""
+
+    agent_id: int
+    agent: str
+    provider_id: int | None = Field(description="None: the bundled local model")
+    provider_type: str
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost: Decimal
+
+
 class Usage(Schema):
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    agents: list[AgentUsage] = Field(default_factory=list, description="Per agent and model")
 
 
 class AgentRunResponse(Schema):

@@ -6,12 +6,10 @@ import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from accounts_app.actor import Actor
-from accounts_app.services.config_version import workspace_config_changed
 from agents_app.exceptions import ConflictError, InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentHandoff
 from agents_app.selectors import agent_get, context_get
@@ -113,7 +111,6 @@ def _provider_in_workspace(actor: Actor, provider_id: int | None, fields: dict[s
 def _save(agent: Agent, fields: dict[str, str]) -> Agent:
     if fields:
         raise InvalidInputError("The agent could not be saved.", fields=fields)
-    workspace_config_changed(workspace_id=agent.workspace_id)
     save_or_field_error(
         agent,
         message="The agent could not be saved.",
@@ -142,7 +139,7 @@ def agent_create(*, actor: Actor, name: str, **values: Any) -> Agent:
 
 @transaction.atomic
 def agent_update(*, actor: Actor, agent_id: int, changes: dict[str, Any]) -> Agent:
-    """Change some fields of an agent and bump its version. Returns it.
+    """Change some fields of an agent (its version moves with it, in the database). Returns it.
 
     Raises NotFoundError, PermissionDeniedError and InvalidInputError.
     """
@@ -158,7 +155,6 @@ def agent_update(*, actor: Actor, agent_id: int, changes: dict[str, Any]) -> Age
             agent.provider = _provider_in_workspace(actor, value, fields)
         else:
             setattr(agent, key, value if value is not None or key == "output_schema" else getattr(agent, key))
-    agent.version = F("version") + 1
     _validate(agent, fields)
     _save(agent, fields)
     agent.refresh_from_db()
@@ -181,7 +177,6 @@ def agent_delete(*, actor: Actor, agent_id: int) -> None:
     """Delete an agent with its handoffs, contexts and conversations; its runs stay, detached."""
     actor.require_write()
     agent_get(actor=actor, agent_id=agent_id).delete()
-    workspace_config_changed(workspace_id=actor.workspace.pk)
 
 
 @transaction.atomic
@@ -215,8 +210,6 @@ def handoff_add(
             )
     except IntegrityError:
         raise ConflictError(f"{source.name} already hands off to {target.name}.", code="handoff_exists") from None
-    Agent.objects.filter(pk=source.pk).update(version=F("version") + 1)
-    workspace_config_changed(workspace_id=actor.workspace.pk)
     return handoff
 
 
@@ -228,8 +221,6 @@ def handoff_remove(*, actor: Actor, agent_id: int, target_id: int) -> None:
     deleted, _ = AgentHandoff.objects.filter(source=source, target_id=target_id).delete()
     if not deleted:
         raise NotFoundError("Handoff not found.")
-    Agent.objects.filter(pk=source.pk).update(version=F("version") + 1)
-    workspace_config_changed(workspace_id=actor.workspace.pk)
 
 
 def _context_fields(name: str, data: Any, fields: dict[str, str]) -> None:
@@ -269,7 +260,6 @@ def context_create(
     if context.is_default:
         _make_only_default(context)
     context.save()
-    workspace_config_changed(workspace_id=actor.workspace.pk)
     return context
 
 
@@ -294,7 +284,6 @@ def context_update(*, actor: Actor, agent_id: int, context_id: int, changes: dic
     elif changes.get("is_default") is False:
         context.is_default = False
     context.save()
-    workspace_config_changed(workspace_id=actor.workspace.pk)
     return context
 
 
@@ -303,4 +292,3 @@ def context_delete(*, actor: Actor, agent_id: int, context_id: int) -> None:
     actor.require_write()
     agent = agent_get(actor=actor, agent_id=agent_id)
     context_get(agent=agent, context_id=context_id).delete()
-    workspace_config_changed(workspace_id=actor.workspace.pk)

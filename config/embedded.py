@@ -58,6 +58,8 @@ def filesystem_broker_options(var_dir: Path) -> dict[str, Any]:
         "data_folder_out": str(folder / "out"),
         "processed_folder": str(folder / "processed"),
         "store_processed": False,
+        # Its exchange tables; kombu's default is ./control, in whatever directory the process started.
+        "control_folder": str(folder / "control"),
     }
 
 

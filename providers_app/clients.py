@@ -2,13 +2,16 @@
 
 An ``AsyncOpenAI`` client must stay on the event loop that created it (sharing one across loops
 fails intermittently), and building one per run is slow (its HTTP client and SSL context cost tens
-of milliseconds). So clients are cached per running loop, keyed by the provider's id and the time it
-was last changed, so an edited or rotated provider gets a fresh client.
+of milliseconds). So clients are cached per running loop, keyed by the provider's id and a digest of
+everything a client is made of (type, URL, organization, key, headers): a provider changed in any way,
+through any interface, gets a fresh client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import weakref
 from typing import Any
 
@@ -78,6 +81,17 @@ def new_client(provider: Provider, *, max_retries: int | None = None, timeout: f
     )
 
 
+def _client_key(provider: Provider) -> tuple[int | None, str]:
+    made_of = [
+        provider.type,
+        provider.effective_base_url,
+        provider.organization,
+        provider.api_key or "",
+        provider.extra_headers or {},
+    ]
+    return provider.pk, hashlib.sha256(json.dumps(made_of, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def client_for(provider: Provider) -> AsyncOpenAI:
     """Return the cached client for ``provider`` on the running event loop, creating it on first use.
 
@@ -85,7 +99,7 @@ def client_for(provider: Provider) -> AsyncOpenAI:
     """
     loop = asyncio.get_running_loop()
     clients = _by_loop.setdefault(loop, {})
-    key = (provider.pk, provider.type, provider.updated_at.isoformat() if provider.updated_at else None)
+    key = _client_key(provider)
     client = clients.get(key)
     if client is None or client.is_closed():
         stale = [k for k in clients if k[0] == provider.pk and k != key]

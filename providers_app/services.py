@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from accounts_app.actor import Actor
 from accounts_app.models import Role
-from accounts_app.services.config_version import workspace_config_changed
 from config.db import save_or_field_error
 from providers_app.clients import new_client
 from providers_app.egress import check_base_url
@@ -131,7 +130,6 @@ def _save(provider: Provider, fields: dict[str, str], *, make_default: bool) -> 
             is_default=False
         )
         provider.is_default = True
-    workspace_config_changed(workspace_id=provider.workspace_id)
     save_or_field_error(
         provider,
         message="The provider could not be saved.",
@@ -233,7 +231,6 @@ def provider_delete(*, actor: Actor, provider_id: int) -> None:
     """
     actor.require_write()
     provider_get(actor=actor, provider_id=provider_id).delete()
-    workspace_config_changed(workspace_id=actor.workspace.pk)
 
 
 @dataclass(frozen=True)

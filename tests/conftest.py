@@ -71,6 +71,15 @@ def outsider(db) -> Actor:
 
 
 @pytest.fixture
+def operator(db) -> Client:
+    """A browser client signed in as a superuser, for the Django admin."""
+    user = make_user(username="root", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def page_client() -> Callable[[Actor], Client]:
     """Return a factory of browser-like clients signed in as the actor's user, in the actor's workspace."""
 

@@ -1,20 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from accounts_app.models import ApiToken, CreditAccount, LedgerEntry
 from accounts_app.services import api_token_create, credits_reserve, invitation_create
 from tests.factories import make_user, make_workspace
-
-
-@pytest.fixture
-def operator(db) -> Client:
-    user = make_user(username="root", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(user)
-    return client
-
 
 CHANGELISTS = [
     "user",

@@ -4,7 +4,6 @@ import pytest
 
 from agents_app.runs import prepare_run
 from agents_app.services import agent_create, context_create, handoff_add
-from tests.accounts_app.test_admin import operator  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -18,13 +17,13 @@ def agents_data(team, fake_provider):
 
 
 @pytest.mark.parametrize("model", ["agent", "agentcontext", "conversation", "agentrun"])
-def test_changelists_load_without_n_plus_one(operator, agents_data, model, django_assert_max_num_queries):  # noqa: F811
+def test_changelists_load_without_n_plus_one(operator, agents_data, model, django_assert_max_num_queries):
     with django_assert_max_num_queries(15):
         assert operator.get(f"/admin/agents_app/{model}/").status_code == 200
     assert operator.get(f"/admin/agents_app/{model}/?q=agent").status_code == 200
 
 
-def test_runs_are_read_only(operator, agents_data):  # noqa: F811
+def test_runs_are_read_only(operator, agents_data):
     from agents_app.models import AgentRun
 
     run = AgentRun.objects.first()
@@ -33,7 +32,7 @@ def test_runs_are_read_only(operator, agents_data):  # noqa: F811
     assert operator.get("/admin/agents_app/agentrun/add/").status_code == 403
 
 
-def test_agent_change_page(operator, agents_data):  # noqa: F811
+def test_agent_change_page(operator, agents_data):
     from agents_app.models import Agent
 
     agent = Agent.objects.last()

@@ -86,7 +86,9 @@ def test_a_plain_token_run_is_answered_without_django(asgi_server, team, helper,
     run = AgentRun.objects.get(pk=body["run_id"])
     assert (run.status, run.final_output, run.mode, run.input) == ("succeeded", "Hi there!", "sync", "Hello")
     assert body["output"] == "Hi there!"
-    assert body["usage"] == {"requests": 1, "input_tokens": 100, "output_tokens": 50, "total_tokens": 150}
+    totals = {"requests": 1, "input_tokens": 100, "output_tokens": 50, "total_tokens": 150}
+    assert {k: v for k, v in body["usage"].items() if k != "agents"} == totals
+    assert [(a["agent"], a["model"], a["cost"]) for a in body["usage"]["agents"]] == [("Helper", "fake-model", "0.2")]
     assert (body["cost"], body["trace_id"], body["conversation_id"]) == ("0.2", run.trace_id, run.conversation_id)
     assert balance(team) == Decimal("99.8")
     kinds = sorted(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))

@@ -61,7 +61,21 @@ def test_a_plain_run_records_everything_and_settles_credits(team, helper, fake_o
     fake_openai.script(Reply("Hi there!", usage=(100, 50)))
     run = run_sync(team, helper)
     assert (run.status, run.final_output, run.last_agent_name) == ("succeeded", "Hi there!", "Helper")
-    assert run.usage == {"requests": 1, "input_tokens": 100, "output_tokens": 50, "total_tokens": 150}
+    totals = {"requests": 1, "input_tokens": 100, "output_tokens": 50, "total_tokens": 150}
+    assert run.usage == {
+        **totals,
+        "agents": [
+            {
+                "agent_id": helper.pk,
+                "agent": "Helper",
+                "provider_id": helper.provider_id or run.provider_id,
+                "provider_type": "custom",
+                "model": "fake-model",
+                **totals,
+                "cost": "0.2",
+            }
+        ],
+    }
     # 100 * 1000 / 1e6 + 50 * 2000 / 1e6 = 0.1 + 0.1
     assert run.cost == Decimal("0.2")
     assert balance(team) == Decimal("99.8")

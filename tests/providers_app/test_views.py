@@ -5,7 +5,6 @@ from django.test import Client
 
 from providers_app.models import Provider
 from providers_app.services import provider_create
-from tests.accounts_app.test_admin import operator  # noqa: F401  (fixture)
 
 KEY = "sk-page-0123456789abcdefghijklmnWXYZ"
 
@@ -123,7 +122,7 @@ def test_viewer_reads_but_gets_403_on_writes(provider, viewer, page_client):
     assert Provider.objects.count() == 1
 
 
-def test_admin_masks_keys_and_tests_connections(provider, operator):  # noqa: F811
+def test_admin_masks_keys_and_tests_connections(provider, operator):
     html = operator.get(f"/admin/providers_app/provider/{provider.pk}/change/").content.decode()
     assert KEY not in html
     assert "org-secret" not in html

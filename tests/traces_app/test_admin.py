@@ -4,7 +4,6 @@ import pytest
 from django.utils import timezone
 
 from config import paginators
-from tests.accounts_app.test_admin import operator  # noqa: F401  (fixture)
 from traces_app.models import Span, Trace
 
 
@@ -17,14 +16,14 @@ def traces_data(team):
     return Trace.objects.first()
 
 
-def test_the_changelist_loads_without_n_plus_one(operator, traces_data, django_assert_max_num_queries):  # noqa: F811
+def test_the_changelist_loads_without_n_plus_one(operator, traces_data, django_assert_max_num_queries):
     with django_assert_max_num_queries(12):
         assert operator.get("/admin/traces_app/trace/").status_code == 200
     found = operator.get(f"/admin/traces_app/trace/?q={traces_data.trace_id}")
     assert traces_data.trace_id in found.content.decode()
 
 
-def test_traces_are_read_only(operator, traces_data, django_assert_max_num_queries):  # noqa: F811
+def test_traces_are_read_only(operator, traces_data, django_assert_max_num_queries):
     url = f"/admin/traces_app/trace/{traces_data.pk}/change/"  # its spans are listed on it
     with django_assert_max_num_queries(12):
         page = operator.get(url)
