@@ -157,7 +157,7 @@ def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
 async def _serve(scope: Scope, receive: Receive, send: Send, *, agent_id: int, body: bytes) -> None:
     try:
         payload = AgentRunInput.model_validate(json.loads(body))
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise _HandOver from None
     if payload.stream or payload.background:
         raise _HandOver

@@ -318,6 +318,7 @@ def viewer_token(team) -> dict[str, str]:
         ("viewer", 403, "permission_denied"),
         ("outsider", 404, "not_found"),
         ("not json", 400, None),
+        ("nested thousands deep", 400, "bad_request"),
         ("empty message", 422, "validation_error"),
         ("unknown field type", 422, "validation_error"),
         ("no credits", 402, "insufficient_credits"),
@@ -340,6 +341,8 @@ def test_what_the_hot_path_does_not_serve_gets_djangos_answer(
         headers |= bearer(outsider)
     elif case == "not json":
         body = b"{not json"
+    elif case == "nested thousands deep":
+        body = b'{"message": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     elif case == "empty message":
         body = b'{"message": ""}'
     elif case == "unknown field type":
