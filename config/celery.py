@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -23,6 +23,15 @@ def _tune_worker(**_: Any) -> None:
     from config.memory import tune_garbage_collector
 
     tune_garbage_collector()
+
+
+@worker_ready.connect
+def _announce_ready(**_: Any) -> None:
+    # `manage.py serve` prints the URL and login once the worker is up (after its start-up banner).
+    path = os.environ.get("SERVE_WORKER_READY_FILE")
+    if path:
+        with open(path, "w") as ready:
+            ready.write(str(os.getpid()))
 
 
 app.conf.beat_schedule = {

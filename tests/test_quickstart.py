@@ -85,3 +85,76 @@ def test_serve_on_embedded_defaults(tmp_path):
     while (tmp_path / "var" / "pgdata" / "postmaster.pid").exists():
         assert time.monotonic() < deadline, "the embedded Postgres was left running"
         time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_make_run_shows_the_login_last_and_ctrl_c_ends_it_quietly(tmp_path):
+    """``make run`` in a terminal: the URL and login come after the worker's start-up output, and Ctrl-C
+    (typed into the terminal, so make gets it too) stops everything with status 0 and no error."""
+    import fcntl
+    import pty
+    import termios
+
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "MAKEFLAGS", "MFLAGS"}
+        and not k.startswith("PYTEST")
+    }
+    env |= {"VAR_DIR": str(tmp_path / "var"), "PORT": str(port), "LOCAL_MODEL_ENABLED": "false"}
+    controller, terminal = pty.openpty()
+
+    def take_terminal() -> None:  # the child leads a new session whose controlling terminal is the pty
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        ["make", "run"],
+        cwd=ROOT,
+        env=env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=take_terminal,  # noqa: PLW1509 - no threads of ours run between fork and exec here
+    )
+    os.close(terminal)
+    output = b""
+
+    def read_until(marker: bytes, timeout: float) -> None:
+        nonlocal output
+        deadline = time.monotonic() + timeout
+        while marker not in output:
+            assert time.monotonic() < deadline, output.decode(errors="replace")
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: everything has exited
+                break
+            output += chunk
+
+    try:
+        read_until(b"Press Ctrl-C to stop.", 180)
+        time.sleep(2)  # anything the worker would still print comes now
+        os.set_blocking(controller, False)
+        try:
+            output += os.read(controller, 65536)
+        except BlockingIOError:
+            pass
+        except OSError:
+            raise AssertionError(f"make run ended ({process.poll()}): {output.decode(errors='replace')}") from None
+        os.set_blocking(controller, True)
+        text = output.decode(errors="replace")
+        assert text.rstrip().endswith("Press Ctrl-C to stop."), text[-1500:]
+        assert "ready" in text.lower() or "celery@" in text, text[-1500:]  # the worker started before
+        assert re.search(r"Log in as: demo / \S+", text)
+        os.write(controller, b"\x03")  # Ctrl-C, through the terminal's line discipline
+        assert process.wait(timeout=60) == 0, output.decode(errors="replace")
+        read_until(b"\x00never", 2)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        os.close(controller)
+    tail = output.decode(errors="replace").split("Press Ctrl-C to stop.", 1)[1]
+    assert "Stopped." in tail
+    for noise in ("Error", "Traceback", "Interrupt", "exited with code"):
+        assert noise not in tail, tail

@@ -2,11 +2,14 @@
 
 Prepares the database and static files, makes sure a demo login exists, then starts uvicorn and a
 Celery worker (with the beat scheduler) as child processes and supervises them: when one dies, the
-other is stopped and the command exits non-zero. Ctrl-C stops both cleanly.
+other is stopped and the command exits non-zero. The URL and login are printed once the web server
+answers and the worker is ready, so they are the last thing on the screen. Ctrl-C (or SIGTERM) stops
+everything and exits with status 0, also under ``make run``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -34,6 +37,34 @@ def _redis_on_localhost() -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+class _Terminal:
+    """While open, this process's group is the terminal's foreground group, so that Ctrl-C reaches it alone.
+
+    Under ``make run`` a Ctrl-C would otherwise reach make too, which then reports "Interrupt" and fails
+    whatever the command does; the children have process groups of their own, and are stopped by us.
+    """
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.previous = 0
+        if not os.isatty(0):
+            return
+        with contextlib.suppress(OSError):
+            previous = os.tcgetpgrp(0)
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background group may then take the terminal
+            if os.getpgrp() != os.getpid():
+                os.setpgid(0, 0)
+            os.tcsetpgrp(0, os.getpgrp())
+            self.fd, self.previous = 0, previous
+
+    def close(self) -> None:
+        """Give the terminal back to the group that had it."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(self.fd, self.previous)
+            self.fd = None
 
 
 class Command(BaseCommand):
@@ -67,6 +98,9 @@ class Command(BaseCommand):
         login = None if options["no_demo"] else self._demo_login()
 
         url = f"http://{options['host']}:{options['port']}/"
+        worker_ready = Path(settings.VAR_DIR) / "worker.ready"
+        worker_ready.unlink(missing_ok=True)
+        env["SERVE_WORKER_READY_FILE"] = str(worker_ready)  # config/celery.py writes it when the worker is up
         children: list[subprocess.Popen[bytes]] = []
         local_model = self._start_local_model(enabled=not options["no_local_model"], children=children)
         web = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
@@ -85,6 +119,7 @@ class Command(BaseCommand):
                 "warning",
             ],
             env=env,
+            process_group=0,
         )
         children.append(web)
         if not options["no_worker"]:
@@ -109,6 +144,7 @@ class Command(BaseCommand):
                         "--without-mingle",
                     ],
                     env=env,
+                    process_group=0,
                 )
             )
 
@@ -128,12 +164,15 @@ class Command(BaseCommand):
                 embedded_database_forget_dead_processes(Path(settings.VAR_DIR))
 
         def on_sigterm(*_: Any) -> None:
-            stop()
-            sys.exit(0)
+            raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, on_sigterm)
+        signal.signal(signal.SIGHUP, on_sigterm)
+        terminal = _Terminal()
         try:
             self._wait_until_up(url, web)
+            if not options["no_worker"]:
+                self._wait_for_worker(worker_ready, children[-1])
             self.stdout.write(self.style.SUCCESS(f"\nAgents Platform is running at {url}"))
             if login:
                 self.stdout.write(f"Log in as: {login[0]} / {login[1]}")
@@ -147,8 +186,13 @@ class Command(BaseCommand):
             raise CommandError(f"{name} exited with code {dead.returncode}; stopping.")
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
+            sys.stdout.flush()
         finally:
+            for name in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(name, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
             stop()
+            terminal.close()
+        self.stdout.write("Stopped.")
 
     def _start_local_model(self, *, enabled: bool, children: list[subprocess.Popen[bytes]]) -> str:
         """Start the bundled model's server unless it is disabled, elsewhere, or already running."""
@@ -171,6 +215,15 @@ class Command(BaseCommand):
             return "Local model: NOT running (see above)."
         children.append(process)
         return f"Local model: smollm2 at {base_url}."
+
+    def _wait_for_worker(self, ready: Path, worker: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if worker.poll() is not None:
+                raise CommandError(f"The background worker exited with code {worker.returncode}.")
+            if time.monotonic() > deadline:
+                raise CommandError("The background worker was not ready within 60 seconds.")
+            time.sleep(0.2)
 
     def _wait_until_up(self, url: str, web: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + 60
