@@ -116,7 +116,7 @@ def test_make_run_shows_the_login_last_and_ctrl_c_ends_it_quietly(tmp_path):
         stdout=terminal,
         stderr=terminal,
         start_new_session=True,
-        preexec_fn=take_terminal,  # noqa: PLW1509 - no threads of ours run between fork and exec here
+        preexec_fn=take_terminal,  # safe: nothing of ours runs in other threads between fork and exec
     )
     os.close(terminal)
     output = b""

@@ -248,3 +248,21 @@ def test_an_admin_delete_is_seen(team, helper, operator, run_agent):
     assert operator.post(f"/admin/agents_app/agent/{other.pk}/delete/", {"post": "yes"}).status_code == 302
     assert run_agent(helper)["tools"] == []
     assert not AgentContext.objects.exists()
+
+
+def test_an_agent_added_in_the_admin_runs_and_a_provider_deleted_there_is_gone(
+    team, fake_provider, operator, run_agent
+):
+    data = _agent_form(Agent(name="Made by ops", instructions="Ops made me.", max_turns=5)) | {
+        "workspace": team.workspace.pk,
+        "provider": fake_provider.pk,
+    }
+    response = operator.post("/admin/agents_app/agent/add/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    agent = Agent.objects.get(name="Made by ops")
+    assert (agent.workspace_id, agent.provider_id, agent.version) == (team.workspace.pk, fake_provider.pk, 1)
+    assert run_agent(agent)["system"] == "Ops made me."
+    deleted = operator.post(f"/admin/providers_app/provider/{fake_provider.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302
+    assert not Provider.objects.exists()
+    assert Agent.objects.get(pk=agent.pk).provider_id is None  # it falls back to the workspace default

@@ -188,8 +188,8 @@ class Command(BaseCommand):
             self.stdout.write("\nStopping…")
             sys.stdout.flush()
         finally:
-            for name in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(name, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
             stop()
             terminal.close()
         self.stdout.write("Stopped.")
