@@ -40,7 +40,7 @@ from accounts_app.services.credits import credits_close_ctes, credits_refused, c
 from agents_app.definitions import AgentDefinition, agent_definition, cached_definition
 from agents_app.exceptions import InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentRun, Conversation, ConversationItem, RunStatus
-from agents_app.runtime import Graph, RunContext, build_sdk_graph, load_graph, to_json
+from agents_app.runtime import Graph, RunContext, build_sdk_graph, load_graph, to_json, usage_meter
 from agents_app.selectors import conversation_get
 from config import adb
 from config.db import db_call, insert_cte, update_set, value_connection
@@ -837,6 +837,7 @@ async def execute_run(
                     root_agent,
                     prepared.run_input(),
                     context=prepared.context,
+                    hooks=usage_meter(root_agent),
                     max_turns=prepared.max_turns,
                     run_config=_run_config(prepared),
                 )
@@ -945,6 +946,7 @@ async def stream_run(prepared: PreparedRun) -> AsyncIterator[dict[str, Any]]:
             root_agent,
             prepared.run_input(),
             context=prepared.context,
+            hooks=usage_meter(root_agent),
             max_turns=prepared.max_turns,
             run_config=_run_config(prepared),
         )

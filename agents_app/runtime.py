@@ -8,13 +8,14 @@ exactly one SDK ``Agent``.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from agents import Agent as SDKAgent
-from agents import AgentHooks, AgentOutputSchemaBase, ModelBehaviorError, ModelResponse, RunContextWrapper, handoff
+from agents import AgentOutputSchemaBase, ModelBehaviorError, ModelResponse, RunContextWrapper, RunHooks, handoff
 from jsonschema import Draft202012Validator
 
 from agents_app.models import Agent, AgentHandoff
@@ -162,37 +163,55 @@ class RunContext:
     usage: dict[tuple[int, str], ModelUsage] = field(default_factory=dict)
 
 
-class UsageMeter(AgentHooks[RunContext]):
-    """Counts every model request of one SDK agent into its run's context, priced at the provider and model
-    that agent runs on. Shared by the runs of a built graph: it keeps no state of its own."""
+class UsageMeter(RunHooks[RunContext]):
+    """Counts every model request of a built graph's agents into its run's context, priced at the provider and
+    model that agent runs on. Passed as the run's hooks (and to agents used as tools, whose nested runs have
+    hooks of their own); shared by the runs of a built graph, it keeps no state per run.
 
-    def __init__(self, row: Agent, resolved: ResolvedModel) -> None:
-        self.key = (row.pk, resolved.model_name)
-        self.row, self.resolved = row, resolved
-        self.prices = model_prices(resolved.provider, resolved.model_name)
+    Run hooks, not agent hooks: the SDK calls the run's hooks anyway, while an agent with hooks costs every
+    lifecycle event a gather of two coroutines (about 2 ms per run at concurrency 1, bench/run_overhead.py).
+    """
+
+    def __init__(self) -> None:
+        self._agents: dict[int, tuple[Agent, ResolvedModel, tuple[Decimal, Decimal]]] = {}
+
+    def add(self, sdk_agent: SDKAgent[RunContext], row: Agent, resolved: ResolvedModel) -> None:
+        self._agents[id(sdk_agent)] = (row, resolved, model_prices(resolved.provider, resolved.model_name))
 
     async def on_llm_end(
         self, context: RunContextWrapper[RunContext], agent: SDKAgent[RunContext], response: ModelResponse
     ) -> None:
-        run = context.context
-        if not isinstance(run, RunContext):
-            return
-        entry = run.usage.get(self.key)
+        run, known = context.context, self._agents.get(id(agent))
+        if not isinstance(run, RunContext) or known is None:
+            return  # counted in the run's totals, and priced at the starting agent's prices (runs.run_usage)
+        row, resolved, (price_in, price_out) = known
+        key = (row.pk, resolved.model_name)
+        entry = run.usage.get(key)
         if entry is None:
-            entry = run.usage[self.key] = ModelUsage(
-                agent_id=self.row.pk,
-                agent=self.row.name,
-                provider_id=self.resolved.provider.pk,
-                provider_type=self.resolved.provider.type,
-                model=self.resolved.model_name,
+            entry = run.usage[key] = ModelUsage(
+                agent_id=row.pk,
+                agent=row.name,
+                provider_id=resolved.provider.pk,
+                provider_type=resolved.provider.type,
+                model=resolved.model_name,
             )
         usage = response.usage
         entry.requests += usage.requests
         entry.input_tokens += usage.input_tokens
         entry.output_tokens += usage.output_tokens
         entry.total_tokens += usage.total_tokens
-        price_in, price_out = self.prices
         entry.cost += (Decimal(usage.input_tokens) * price_in + Decimal(usage.output_tokens) * price_out) / _MILLION
+
+
+# The meter of each built graph, by the id of its root SDK agent (SDK agents are not hashable), for as long as
+# that agent lives (the run cache keeps it while it is used).
+_meters: dict[int, UsageMeter] = {}
+
+
+def usage_meter(root: SDKAgent[RunContext]) -> UsageMeter:
+    """Return the hooks to run ``root`` (a ``build_sdk_graph`` result) with, so its usage is metered; for any
+    other agent, hooks that meter nothing (its tokens are then priced at the starting agent's prices)."""
+    return _meters.get(id(root)) or UsageMeter()
 
 
 def _instructions(row: Agent) -> Callable[[RunContextWrapper[RunContext], SDKAgent[RunContext]], str]:
@@ -214,6 +233,7 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
     ``resolve`` gives each row its model; it runs in the event loop that will run the agents.
     """
     built: dict[int, SDKAgent[RunContext]] = {}
+    meter = UsageMeter()
     for agent_id, row in graph.agents.items():
         resolved = resolve(row)
         built[agent_id] = SDKAgent[RunContext](
@@ -223,8 +243,8 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
             model=resolved.model,
             model_settings=resolved.model_settings,
             output_type=JsonSchemaOutput(row.output_schema) if row.output_schema else None,
-            hooks=UsageMeter(row, resolved),
         )
+        meter.add(built[agent_id], row, resolved)
     for agent_id, row in graph.agents.items():
         # Agents used as tools: the caller keeps the conversation and gets the other agent's answer back.
         built[agent_id].tools = [
@@ -233,6 +253,7 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
                 tool_description=tool.get("description")
                 or graph.agents[tool["agent_id"]].handoff_description
                 or f"Ask the {graph.agents[tool['agent_id']].name} agent.",
+                hooks=meter,
             )
             for tool in row.tools or []
             if tool.get("type") == "agent" and tool.get("agent_id") in built
@@ -246,4 +267,7 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
             )
             for edge in edges
         ]
-    return built[graph.root_id]
+    root = built[graph.root_id]
+    _meters[id(root)] = meter
+    weakref.finalize(root, _meters.pop, id(root), None)
+    return root
