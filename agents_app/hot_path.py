@@ -11,10 +11,15 @@ here lately is not queried again: the run's start statement confirms it (account
 Only the outcomes of a run that has started (200 with the run, 502 with its error) are answered here.
 Anything else goes, untouched and with its body, to the full Django stack, which answers it as always:
 a bad or missing token (401), a viewer (403), another workspace's agent (404), invalid JSON or fields
-(422), too few credits (402), stream and background runs, a host not in ALLOWED_HOSTS, an insecure
-request under SECURE_SSL_REDIRECT. Nothing is written before that hand-over, so the answer is the one
-Django alone would give. The security headers are those Django's middleware set on the same response
-(computed by those middleware once per process; a test compares both stacks' headers).
+(422), too few credits (402), stream and background runs. Nothing is written before that hand-over, so the
+answer is the one Django alone would give.
+
+Django's middleware are not copied: each one in MIDDLEWARE is honoured by calling it. Those whose hooks only
+compute (config.middleware's InlineHooksMixin and BothModesMiddleware) have their ``process_request`` called
+on a Django request built from the scope, and a request any of them refuses or redirects (a host not in
+ALLOWED_HOSTS, an insecure request under SECURE_SSL_REDIRECT, ...) goes to Django; their response hooks give
+the answer's headers. Those that skip token API calls (SkipForTokenApiMixin) are skipped here too. A
+middleware the hot path cannot honour stops start-up with a message; ``RUN_HOT_PATH=false`` turns it off.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import json
 import logging
 import re
@@ -31,8 +37,9 @@ from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse
-from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 from pydantic import ValidationError
 
@@ -49,7 +56,7 @@ from agents_app.runs import (
     run_response,
 )
 from agents_app.schemas import AgentRunInput, AgentRunResponse, RunErrorOut
-from config.middleware import InlineHooksMixin
+from config.middleware import BothModesMiddleware, InlineHooksMixin, SkipForTokenApiMixin
 from traces_app.processor import discard_trace
 
 Scope = MutableMapping[str, Any]
@@ -65,15 +72,57 @@ class _HandOver(Exception):
     """This request is the full stack's to answer."""
 
 
+# Third-party middleware in MIDDLEWARE that do nothing to a token API call's run, and why.
+PASSIVE_FOR_TOKEN_RUNS = {
+    # Serves files under STATIC_URL only; every other path goes straight through.
+    "servestatic.middleware.ServeStaticMiddleware",
+    # Sets request.htmx (a lazy object read by page views); it never changes a request or a JSON answer.
+    "django_htmx.middleware.HtmxMiddleware",
+}
+
+
+def request_hooks() -> list[Callable[[HttpRequest], HttpResponse | None]]:
+    """Return the ``process_request`` hooks of MIDDLEWARE that a token API call goes through, in order.
+
+    Raises ImproperlyConfigured naming a middleware the hot path cannot honour (one that may do I/O, or that
+    it does not know), so that it never serves a request Django would have handled differently.
+    """
+    hooks = []
+    for path in settings.MIDDLEWARE:
+        middleware = import_string(path)
+        if isinstance(middleware, type) and issubclass(middleware, SkipForTokenApiMixin):
+            continue  # token API calls skip it
+        if isinstance(middleware, type) and issubclass(middleware, InlineHooksMixin | BothModesMiddleware):
+            hook = getattr(middleware(_never_called), "process_request", None)  # type: ignore[call-arg]
+            if hook is not None:
+                hooks.append(hook)
+            continue
+        if path not in PASSIVE_FOR_TOKEN_RUNS:
+            raise ImproperlyConfigured(
+                f"The run hot path (agents_app/hot_path.py) cannot honour the middleware {path}: it only calls "
+                "middleware whose hooks compute without I/O (config.middleware.InlineHooksMixin or "
+                "BothModesMiddleware) or that skip token API calls (SkipForTokenApiMixin). Adapt the middleware, "
+                "or set RUN_HOT_PATH=false to let Django serve every run."
+            )
+    return hooks
+
+
 class RunHotPath:
-    """ASGI middleware in front of Django: serves plain token runs itself, hands everything else on."""
+    """ASGI middleware in front of Django: serves plain token runs itself, hands everything else on.
+
+    Raises ImproperlyConfigured at construction when MIDDLEWARE holds something it cannot honour.
+    """
 
     def __init__(self, app: Any) -> None:  # Django's handler, typed with its own ASGI aliases
         self.app = app
+        self.request_hooks = request_hooks()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = RUN_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "POST" or scope.get("root_path") or not _servable(scope):
+        request = None
+        if match is not None and scope["method"] == "POST" and not scope.get("root_path") and _is_token_json(scope):
+            request = self._admitted(scope)
+        if match is None or request is None:
             await self.app(scope, receive, send)
             return
         body, complete = await _read_body(receive)
@@ -81,11 +130,22 @@ class RunHotPath:
             return  # the client left before sending its request
         if complete and len(body) <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE:  # else Django answers 413
             try:
-                await _serve(scope, receive, send, agent_id=int(match.group(1)), body=body)
+                await _serve(scope, receive, send, agent_id=int(match.group(1)), body=body, request=request)
                 return
             except _HandOver:
                 pass
         await self.app(scope, _replay(body, complete, receive), send)
+
+    def _admitted(self, scope: Scope) -> HttpRequest | None:
+        """Return Django's request for ``scope`` if every middleware lets it through unchanged, else None."""
+        request = ASGIRequest(scope, io.BytesIO())
+        try:
+            for hook in self.request_hooks:
+                if hook(request) is not None:
+                    return None  # a redirect (SSL, www): Django's to send
+        except Exception:
+            return None  # refused (a host not allowed, a user agent): Django answers as always
+        return request
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -95,31 +155,11 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _is_secure(scope: Scope) -> bool:
-    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
-    if proxy_header:
-        name, secure_value = proxy_header
-        header = name.removeprefix("HTTP_").lower().replace("_", "-").encode()
-        return _header(scope, header).split(",")[0].strip() == secure_value
-    return scope.get("scheme") == "https"
-
-
-def _servable(scope: Scope) -> bool:
-    """Return whether Django would get as far as the run endpoint, with a token, for this request."""
+def _is_token_json(scope: Scope) -> bool:
+    """Return whether the request carries a bearer token and a JSON body: the only runs served here."""
     if _header(scope, b"authorization")[:7].lower() != "bearer ":
         return False
-    content_type = _header(scope, b"content-type").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        return False
-    if settings.DISALLOWED_USER_AGENTS or settings.USE_X_FORWARDED_HOST or settings.PREPEND_WWW:
-        return False  # CommonMiddleware's checks and redirects: rare settings, left to Django
-    if settings.SECURE_SSL_REDIRECT and not _is_secure(scope):
-        return False
-    domain, _ = split_domain_port(_header(scope, b"host"))
-    allowed = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
-    return bool(domain) and validate_host(domain, allowed)
+    return _header(scope, b"content-type").split(";")[0].strip().lower() == "application/json"
 
 
 async def _read_body(receive: Receive) -> tuple[bytes | None, bool]:
@@ -154,7 +194,9 @@ def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
     return replay
 
 
-async def _serve(scope: Scope, receive: Receive, send: Send, *, agent_id: int, body: bytes) -> None:
+async def _serve(
+    scope: Scope, receive: Receive, send: Send, *, agent_id: int, body: bytes, request: HttpRequest
+) -> None:
     try:
         payload = AgentRunInput.model_validate(json.loads(body))
     except (ValueError, ValidationError, RecursionError):  # RecursionError: arrays nested thousands deep
@@ -197,13 +239,13 @@ async def _serve(scope: Scope, receive: Receive, send: Send, *, agent_id: int, b
         # The run could not be recorded (the database went away): as config/api.py answers the unexpected.
         logging.getLogger("config.api").exception("Unhandled error in POST %s", scope["path"])
         content = _render(500, {"detail": "Internal server error.", "code": "server_error"})
-        await _send(send, 500, content, secure=_is_secure(scope))
+        await _send(send, 500, content, secure=request.is_secure())
         return
     answer = _answers.pop(run, None)
     status, content = answer if answer is not None else _answer(run)
     if status != 200:
         logger.error("%s: %s", HTTPStatus(status).phrase, scope["path"], extra={"status_code": status})
-    await _send(send, status, content, secure=_is_secure(scope))
+    await _send(send, status, content, secure=request.is_secure())
 
 
 def _render(status: int, data: dict[str, Any]) -> bytes:
@@ -292,7 +334,7 @@ def middleware_headers(secure: bool) -> tuple[tuple[bytes, bytes], ...]:
     """Return the headers Django's middleware add to a token API call's JSON answer (secure or not).
 
     Computed by those middleware themselves, once: the ones whose hooks are pure (config.middleware's
-    InlineHooksMixin: security, common, frame options, CSP), on a probe request; the others skip token calls.
+    InlineHooksMixin and BothModesMiddleware), on a probe request; the others skip token calls or are passive.
     """
     request = HttpRequest()
     request.method = "POST"
@@ -307,7 +349,9 @@ def middleware_headers(secure: bool) -> tuple[tuple[bytes, bytes], ...]:
     response = HttpResponse(b"", content_type="application/json; charset=utf-8")
     for path in reversed(settings.MIDDLEWARE):  # response hooks run in reverse order
         middleware = import_string(path)
-        if issubclass(middleware, InlineHooksMixin) and hasattr(middleware, "process_response"):
+        if issubclass(middleware, SkipForTokenApiMixin):
+            continue
+        if issubclass(middleware, InlineHooksMixin | BothModesMiddleware) and hasattr(middleware, "process_response"):
             # The middleware are only asked for their response hook; get_response is never called.
             response = middleware(_never_called).process_response(request, response)
     skip = {"content-type", "content-length"}

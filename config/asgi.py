@@ -8,6 +8,7 @@ from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_started
 from django.db import close_old_connections, reset_queries
 
@@ -76,12 +77,26 @@ class Lifespan:
                 return
 
 
-django_application = get_asgi_application()
+get_asgi_application()  # sets Django up (apps, settings, logging)
 
-from agents_app.hot_path import RunHotPath  # noqa: E402  (needs the apps loaded by get_asgi_application)
 
-# Plain token runs are served on the event loop (agents_app/hot_path.py); everything else by Django.
-application = Lifespan(ReusedRequestThreads(RunHotPath(django_application)))
+def build_application(*, hot_path: bool | None = None) -> Lifespan:
+    """Return the ASGI application: Django, behind the run hot path (agents_app/hot_path.py, which serves plain
+    token runs on the event loop) unless ``hot_path`` (default: the RUN_HOT_PATH setting) is off.
+
+    Raises ImproperlyConfigured when the hot path is on and MIDDLEWARE holds something it cannot honour.
+    """
+    from django.conf import settings
+
+    from agents_app.hot_path import RunHotPath  # needs the apps loaded by get_asgi_application
+
+    use_hot_path = settings.RUN_HOT_PATH if hot_path is None else hot_path
+    django_app = ASGIHandler()  # its middleware chain reads the settings as they are now
+    app: Any = RunHotPath(django_app) if use_hot_path else django_app
+    return Lifespan(ReusedRequestThreads(app))
+
+
+application = build_application()
 
 # Under ASGI a request's sync code never finds an old connection of its own to close when it starts:
 # connections are closed (returned to the pool) when each request finishes. Django's request_started

@@ -290,6 +290,8 @@ RUN_RESERVATION_OUTPUT_TOKENS = env_int("RUN_RESERVATION_OUTPUT_TOKENS", 2048, m
 RUN_RESERVATION_TURNS = env_int("RUN_RESERVATION_TURNS", 3, minimum=1)
 # A run's start commits without waiting for the disk flush; its end always waits (see agents_app/runs.py).
 RUN_START_ASYNC_COMMIT = env_bool("RUN_START_ASYNC_COMMIT", True)
+# Plain token runs served on the event loop in front of Django (agents_app/hot_path.py); false: Django serves all.
+RUN_HOT_PATH = env_bool("RUN_HOT_PATH", True)
 # How long a background run's live events stay readable (GET /api/v1/runs/{id}/events) after the last one.
 RUN_EVENTS_TTL_SECONDS = env_int("RUN_EVENTS_TTL_SECONDS", 3600, minimum=60)
 # A run is stopped (failed, refunded) after this long. With the Celery time limit it bounds every live run,

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -170,23 +171,21 @@ def _fresh_agent_definitions():
     clear()
 
 
-@pytest.fixture
-def asgi_server(transactional_db) -> Iterator[str]:
-    """The app under uvicorn (ASGI, as in production: streamed answers need it), on the test database."""
+@contextlib.contextmanager
+def serve_asgi(app: object) -> Iterator[str]:
+    """Serve an ASGI app under uvicorn on 127.0.0.1 (as in production: streamed answers need it); yield its URL."""
     import socket
     import threading
     import time
 
     import uvicorn
 
-    from config.asgi import application
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            application,
+            app,
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -203,6 +202,28 @@ def asgi_server(transactional_db) -> Iterator[str]:
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def asgi_server(transactional_db) -> Iterator[str]:
+    """The app under uvicorn, as deployed (with the run hot path), on the test database."""
+    from config.asgi import application
+
+    with serve_asgi(application) as url:
+        yield url
+
+
+@pytest.fixture(params=["hot path", "django"])
+def run_server(request, transactional_db) -> Iterator[str]:
+    """The app under uvicorn with the run hot path (as deployed) or without it (RUN_HOT_PATH=false): a test that
+    takes this fixture runs against both transports of ``POST /agents/{id}/run``."""
+    from config.asgi import application, build_application
+
+    app = application if request.param == "hot path" else build_application(hot_path=False)
+    with serve_asgi(app) as url:
+        yield url

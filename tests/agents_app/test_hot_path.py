@@ -29,7 +29,8 @@ from agents_app import hot_path
 from agents_app.models import AgentRun
 from agents_app.services import agent_update
 from config import adb
-from config.asgi import Lifespan
+from config.asgi import Lifespan, build_application
+from tests.conftest import serve_asgi
 from tests.factories import add_member, make_user
 from tests.fakes import Error, Reply
 
@@ -96,13 +97,13 @@ def test_a_plain_token_run_is_answered_without_django(asgi_server, team, helper,
     assert ApiToken.objects.get(workspace=team.workspace, name="hot").last_used_at is not None
 
 
-def test_the_hot_path_answers_exactly_as_django_does(asgi_server, team, helper, fake_openai, handed_over, monkeypatch):
+def test_the_hot_path_answers_exactly_as_django_does(asgi_server, team, helper, fake_openai, handed_over):
     fake_openai.script(Reply("Same answer.", usage=(10, 5)), Reply("Same answer.", usage=(10, 5)))
     headers = bearer(team)
     hot = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi", "metadata": {"k": 1}}, headers=headers)
-    monkeypatch.setattr(hot_path, "_servable", lambda scope: False)
-    full = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi", "metadata": {"k": 1}}, headers=headers)
-    assert [call["path"] for call in handed_over] == [f"/api/v1/agents/{helper.pk}/run"]
+    assert handed_over == []
+    with serve_asgi(build_application(hot_path=False)) as django_only:
+        full = httpx2.post(run_url(django_only, helper), json={"message": "Hi", "metadata": {"k": 1}}, headers=headers)
     assert hot.status_code == full.status_code == 200
 
     def comparable(response: httpx2.Response) -> tuple[dict[str, str], dict[str, Any]]:
@@ -643,3 +644,24 @@ def test_concurrent_runs_share_a_small_pool(asgi_server, team, helper, fake_open
     assert statuses == [200] * 12
     assert AgentRun.objects.filter(status="succeeded").count() == 12
     assert handed_over == []
+
+
+def test_the_hot_path_refuses_to_start_with_a_middleware_it_cannot_honour(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.locale.LocaleMiddleware"]
+    with pytest.raises(ImproperlyConfigured, match=r"cannot honour the middleware django\.middleware\.locale"):
+        build_application()
+    settings.RUN_HOT_PATH = False
+    app = build_application()  # turned off: Django serves every run, whatever the middleware
+    assert not isinstance(app.app.app, hot_path.RunHotPath)
+
+
+def test_an_insecure_request_under_ssl_redirect_gets_djangos_redirect(team, helper, fake_openai, handed_over):
+    with override_settings(SECURE_SSL_REDIRECT=True):
+        app = build_application()  # SecurityMiddleware reads the setting when built, in Django's stack too
+        with serve_asgi(app) as server:
+            response = httpx2.post(run_url(server, helper), json={"message": "Hi"}, headers=bearer(team))
+    assert response.status_code == 301
+    assert response.headers["location"].startswith("https://")
+    assert not AgentRun.objects.exists()

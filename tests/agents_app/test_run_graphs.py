@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import httpx2
 import pytest
-from django.test import Client, override_settings
+from django.test import override_settings
 
 from accounts_app.services import api_token_create
 from agents_app.models import AgentRun
@@ -64,33 +64,22 @@ ALPHA = ("sk-alpha-0123456789", "alpha-model")
 BETA = ("sk-beta-0123456789", "beta-model")
 
 
-@pytest.fixture(params=["django", "hot path"])
-def post_run(request, team):
-    """POST /api/v1/agents/{id}/run with a token: through Django's endpoint (test client) or through uvicorn,
-    where the run hot path serves plain token runs. Returns (status, body)."""
+@pytest.fixture
+def post_run(run_server, team):
+    """POST /api/v1/agents/{id}/run with a token, through the run hot path and through Django alone
+    (``run_server``). Returns (status, body)."""
     token = api_token_create(actor=team, name="graphs").raw
-    if request.param == "django":
-        client = Client(headers={"Authorization": f"Bearer {token}"})
 
-        def post(agent_id: int, body: dict) -> tuple[int, dict]:
-            response = client.post(
-                f"/api/v1/agents/{agent_id}/run", data=json.dumps(body), content_type="application/json"
-            )
-            return response.status_code, response.json()
-
-        return post
-    server = request.getfixturevalue("asgi_server")
-
-    def post_hot(agent_id: int, body: dict) -> tuple[int, dict]:
+    def post(agent_id: int, body: dict) -> tuple[int, dict]:
         response = httpx2.post(
-            f"{server}/api/v1/agents/{agent_id}/run",
+            f"{run_server}/api/v1/agents/{agent_id}/run",
             json=body,
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
         return response.status_code, response.json()
 
-    return post_hot
+    return post
 
 
 def test_a_handoff_runs_the_target_on_its_own_provider(team, alpha_beta, fake_openai, post_run):
