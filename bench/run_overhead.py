@@ -6,7 +6,9 @@ conversation memory, traces; a plain token run like these is served by agents_ap
 clean Python process for ``Runner.run`` (only the SDK imported, so its garbage collector walks no more
 than the SDK's own objects). The load for the platform comes from this process with aiohttp, which is
 much cheaper than a run. Results are printed as ratios; the targets are at least 0.5 of the raw
-throughput at concurrency 32, and at most 10 ms added to the p50 latency at concurrency 1.
+throughput at concurrency 32, and at most 10 ms added to the p50 latency at concurrency 1. A third phase
+streams the same run (``"stream": true`` against ``Runner.run_streamed``) at concurrency 1 and compares the time
+to the first text delta: at most 5 ms added at p50.
 
 The platform's processes freeze their start-up heap and collect garbage less often (config/memory.py,
 GC_THRESHOLDS). The targets are judged against the SDK as a user runs it (Python's defaults); the SDK
@@ -77,15 +79,18 @@ def stop_all(processes: list[subprocess.Popen[Any]]) -> None:
 
 
 async def drive(call, total: int, concurrency: int) -> tuple[float, list[float]]:
-    """Run ``call`` ``total`` times with ``concurrency`` in flight; return (runs per second, latencies in ms)."""
+    """Run ``call`` ``total`` times with ``concurrency`` in flight; return (runs per second, latencies in ms).
+
+    A latency runs to the end of the call, or to the time the call returns (a streamed call: its first text).
+    """
     semaphore = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
 
     async def one() -> None:
         async with semaphore:
             started = time.perf_counter()
-            await call()
-            latencies.append((time.perf_counter() - started) * 1000)
+            first = await call()  # a streamed call returns when its first text came (perf_counter), else None
+            latencies.append(((first if first is not None else time.perf_counter()) - started) * 1000)
 
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(total)))
@@ -158,7 +163,31 @@ async def platform_phase(
         return await drive(call, total, concurrency)
 
 
-async def sdk_phase(model_url: str, total: int, concurrency: int) -> tuple[float, list[float]]:
+async def platform_stream_phase(base: str, agent_id: int, token: str, total: int) -> tuple[float, list[float]]:
+    """Streamed runs one at a time; latencies are the time to the first ``text`` event."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{base}/api/v1/agents/{agent_id}/run"
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def call() -> float:
+            first = None
+            async with http.post(url, json={"message": "What is the weather in Paris?", "stream": True}) as response:
+                async for line in response.content:
+                    if first is None and line.startswith(b"event: text"):
+                        first = time.perf_counter()
+                    elif line.startswith(b"event: error"):
+                        raise RuntimeError("streamed run failed")
+            if first is None:
+                raise RuntimeError("no text event")
+            return first
+
+        await drive(call, 20, 1)
+        return await drive(call, total, 1)
+
+
+async def sdk_phase(model_url: str, total: int, concurrency: int, stream: bool = False) -> tuple[float, list[float]]:
     from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Runner
     from openai import AsyncOpenAI
 
@@ -176,6 +205,23 @@ async def sdk_phase(model_url: str, total: int, concurrency: int) -> tuple[float
             if not result.final_output:
                 raise RuntimeError("empty output")
 
+        async def call_streamed() -> float:
+            first = None
+            streamed = Runner.run_streamed(agent, "What is the weather in Paris?", run_config=config)
+            async for event in streamed.stream_events():
+                if (
+                    first is None
+                    and event.type == "raw_response_event"
+                    and event.data.type == "response.output_text.delta"
+                ):
+                    first = time.perf_counter()
+            if first is None:
+                raise RuntimeError("no text delta")
+            return first
+
+        if stream:
+            await drive(call_streamed, 20, 1)
+            return await drive(call_streamed, total, 1)
         await drive(call, max(20, concurrency * 2), concurrency)
         return await drive(call, total, concurrency)
 
@@ -189,8 +235,8 @@ def sdk_worker(model_url: str, gc_tuned: bool) -> None:
         gc.freeze()
         gc.set_threshold(20000, 20, 20)  # the platform's default GC_THRESHOLDS
     for line in sys.stdin:
-        total, concurrency = map(int, line.split())
-        rps, latencies = asyncio.run(sdk_phase(model_url, total, concurrency))
+        total, concurrency, stream = map(int, line.split())
+        rps, latencies = asyncio.run(sdk_phase(model_url, total, concurrency, bool(stream)))
         print(json.dumps({"rps": rps, "latencies": latencies}), flush=True)
 
 
@@ -203,11 +249,11 @@ class SDKProcess:
             command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
 
-    def phase(self, total: int, concurrency: int) -> tuple[float, list[float]]:
+    def phase(self, total: int, concurrency: int, stream: bool = False) -> tuple[float, list[float]]:
         stdin, stdout = self.process.stdin, self.process.stdout
         if stdin is None or stdout is None:
             raise RuntimeError("the SDK process has no pipes")
-        stdin.write(f"{total} {concurrency}\n")
+        stdin.write(f"{total} {concurrency} {int(stream)}\n")
         stdin.flush()
         answer = stdout.readline()
         if not answer:
@@ -245,6 +291,11 @@ def main() -> None:
         sides["platform POST /run"] = lambda total, c: asyncio.run(platform_phase(base, agent_id, token, total, c))
         wait_http(base + "/healthz")
 
+        streamed: dict[str, list[tuple[float, list[float]]]] = {"raw SDK Runner.run_streamed": [], "platform": []}
+        for _ in range(args.rounds):
+            streamed["raw SDK Runner.run_streamed"].append(plain.phase(runs_c1, 1, stream=True))
+            streamed["platform"].append(asyncio.run(platform_stream_phase(base, agent_id, token, runs_c1)))
+
         rows = []
         for concurrency, total in ((1, runs_c1), (32, runs_c32)):
             # Alternate the sides, several rounds: this machine's speed drifts by tens of percent between
@@ -269,10 +320,17 @@ def main() -> None:
                 f"  throughput ratio platform/raw: {ratio:.2f} (against the SDK with the platform's GC: "
                 f"{platform_rps / tuned_rps:.2f})   p50 added: {added:+.2f} ms ({platform_p50 - tuned_p50:+.2f} ms)"
             )
+        print(f"streamed, c=1, {runs_c1} runs per round: time to the first text event")
+        first_text = {name: summarize(side_rounds) for name, side_rounds in streamed.items()}
+        for name, (_, p50, p95) in first_text.items():
+            print(f"  {name:<26}{'':>10}{p50:>10.2f}{p95:>10.2f}")
+        added_first = first_text["platform"][1] - first_text["raw SDK Runner.run_streamed"][1]
+        print(f"  p50 added: {added_first:+.2f} ms")
         ratio, added_c1 = results[32][0], results[1][1]
         print(
             f"\nTargets: c=32 ratio >= 0.50 -> {'met' if ratio >= 0.5 else 'NOT met'} ({ratio:.2f}); "
-            f"c=1 p50 added <= 10 ms -> {'met' if added_c1 <= 10 else 'NOT met'} ({added_c1:+.2f} ms)"
+            f"c=1 p50 added <= 10 ms -> {'met' if added_c1 <= 10 else 'NOT met'} ({added_c1:+.2f} ms); "
+            f"first text p50 added <= 5 ms -> {'met' if added_first <= 5 else 'NOT met'} ({added_first:+.2f} ms)"
         )
     finally:
         stop_all(processes)
