@@ -166,6 +166,9 @@ class Command(BaseCommand):
         def on_sigterm(*_: Any) -> None:
             raise KeyboardInterrupt
 
+        # Ctrl-C stops everything even when this process was started with SIGINT ignored (as shells start
+        # commands they run in the background), which Python would otherwise keep.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, on_sigterm)
         signal.signal(signal.SIGHUP, on_sigterm)
         terminal = _Terminal()
