@@ -12,14 +12,16 @@ from ninja.pagination import LimitOffsetPagination, paginate
 from agents_app import portability, selectors, services
 from agents_app.events import run_events
 from agents_app.exceptions import InvalidInputError
-from agents_app.models import Agent, AgentContext, AgentRun, RunStatus
-from agents_app.runs import PreparedRun, execute_run, prepare_run, run_error_response, run_response, sse, stream_run
+from agents_app.models import Agent, AgentContext, AgentRun
+from agents_app.runs.answer import queued_answer, run_answer, sse
+from agents_app.runs.execution import execute_run, stream_run
+from agents_app.runs.lifecycle import start_run
 from agents_app.schemas import (
+    RUN_ANSWERS,
     AgentIn,
     AgentOut,
     AgentPatch,
     AgentRunInput,
-    AgentRunResponse,
     AgentSummaryOut,
     ContextIn,
     ContextOut,
@@ -29,12 +31,11 @@ from agents_app.schemas import (
     ImportIn,
     ModelIn,
     RunDetailOut,
-    RunErrorOut,
     RunFilter,
     RunOut,
-    RunQueuedOut,
 )
-from config.auth import BrowserSessionAuth, DeferredTokenAuth, request_actor
+from agents_app.tasks import queue_run
+from config.auth import BrowserSessionAuth, DeferredTokenAuth, request_actor, request_actor_async
 from config.db import db_call
 
 router = Router(tags=["agents"])
@@ -205,7 +206,7 @@ async def _sse_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byte
 @router.post(
     "/{agent_id}/run",
     auth=[DeferredTokenAuth(), BrowserSessionAuth()],
-    response={200: AgentRunResponse, 202: RunQueuedOut, 502: RunErrorOut},
+    response=RUN_ANSWERS,
     summary="Run the agent on a message",
     description=(
         "With `stream: true` the answer is `text/event-stream`: `run`, then `agent`, `text` (deltas), "
@@ -222,32 +223,17 @@ async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput)
             "Choose stream or background, not both.", fields={"background": "Cannot be combined with stream."}
         )
     mode = "background" if payload.background else "stream" if payload.stream else "sync"
-
-    def prepare(**kwargs: Any) -> PreparedRun:
-        return prepare_run(actor=request_actor(request), **kwargs)
-
-    # The token is checked in the same database call that prepares the run.
-    prepared = await db_call(prepare, agent_id=agent_id, mode=mode, **payload.run_fields())
+    actor = await request_actor_async(request)
+    active = await start_run(actor=actor, agent_id=agent_id, mode=mode, **payload.run_fields())
     if payload.background:
-        queued = prepared.run
-        return Status(
-            202,
-            {
-                "run_id": queued.pk,
-                "status": queued.status,
-                "conversation_id": queued.conversation_id,
-                "trace_id": queued.trace_id,
-            },
-        )
+        await queue_run(active.run)
+        return Status(202, queued_answer(active.run))
     if payload.stream:
-        response = StreamingHttpResponse(_sse_body(stream_run(prepared)), content_type="text/event-stream")
+        response = StreamingHttpResponse(_sse_body(stream_run(active)), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
         return response
-    run = await execute_run(prepared)
-    if run.status != RunStatus.SUCCEEDED:
-        return Status(502, run_error_response(run))
-    return run_response(run)
+    return Status(*run_answer(await execute_run(active)))
 
 
 @router.get("/{agent_id}/runs", response=list[RunOut], summary="Runs of this agent, newest first")

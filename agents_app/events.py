@@ -19,6 +19,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from agents_app.models import AgentRun
+from agents_app.runs.answer import done_event, event_json
 from config.db import db_call
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class RunEventPublisher:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.xadd(
                     self.key,
-                    {"event": event["event"], "data": json.dumps(event["data"], ensure_ascii=False)},
+                    {"event": event["event"], "data": event_json(event["data"])},
                     maxlen=MAX_EVENTS_PER_RUN,
                     approximate=True,
                 )
@@ -76,17 +77,11 @@ def publish_final(run: AgentRun) -> None:
     async def publish() -> None:
         publisher = RunEventPublisher(run.pk)
         try:
-            await publisher.publish(_final_event(run))
+            await publisher.publish(done_event(run))
         finally:
             await publisher.aclose()
 
     asyncio.run(publish())
-
-
-def _final_event(run: AgentRun) -> dict[str, Any]:
-    from agents_app.runs import done_payload
-
-    return {"event": "done", "data": done_payload(run)}
 
 
 async def _row(run_id: int) -> AgentRun:
@@ -114,7 +109,7 @@ async def run_events(
         if not await redis.exists(key):
             run = await _row(run_id)
             if run.is_terminal:  # its events expired, or never reached Redis
-                yield None, _final_event(run)
+                yield None, done_event(run)
                 return
         while True:
             try:
@@ -127,7 +122,7 @@ async def run_events(
             if not batches:
                 run = await _row(run_id)
                 if run.is_terminal and not await redis.exists(key):
-                    yield None, _final_event(run)  # its events expired, or never reached Redis
+                    yield None, done_event(run)  # its events expired, or never reached Redis
                     return
                 yield None, {"event": "heartbeat", "data": {"status": run.status}}
                 continue
@@ -147,7 +142,7 @@ async def _follow_row(run_id: int) -> AsyncIterator[tuple[str | None, dict[str, 
     while True:
         run = await _row(run_id)
         if run.is_terminal:
-            yield None, _final_event(run)
+            yield None, done_event(run)
             return
         if run.status != status:
             status = run.status

@@ -1,18 +1,16 @@
 """``POST /api/v1/agents/{id}/run`` for token calls, served on the event loop, beside Django's request stack.
 
-A run is the one call integrators make at volume, and the platform's own work around it (request stack,
-token check, credits, run records) used to cost more CPU than the SDK run itself. Here a plain JSON run
-(no ``stream``, no ``background``) that carries a bearer token is served by a small ASGI handler: the
-token check and the run's start and end are awaited on the event loop through config.adb (no thread
-hops), and the answer is built by the same schema and renderer as the ninja endpoint's. A token checked
-here lately is not queried again: the run's start statement confirms it (accounts_app.selectors.tokens,
-``token_guard_cte``), and when it does not, the start wrote nothing and the token is checked afresh.
+A run is the one call integrators make at volume, and Django's request stack around it costs more CPU than
+the platform's own work. Here a plain JSON run (no ``stream``, no ``background``) that carries a bearer token
+is served by a thin ASGI adapter: it parses the request with the endpoint's schema, checks the token, and
+starts, executes, ends and answers the run through the same functions as the ninja endpoint
+(agents_app/runs/), rendered by the same renderer.
 
 Only the outcomes of a run that has started (200 with the run, 502 with its error) are answered here.
 Anything else goes, untouched and with its body, to the full Django stack, which answers it as always:
 a bad or missing token (401), a viewer (403), another workspace's agent (404), invalid JSON or fields
-(422), too few credits (402), stream and background runs. Nothing is written before that hand-over, so the
-answer is the one Django alone would give.
+(422), too few credits (402), stream and background runs. Nothing of the run is written before that hand-over,
+so the answer is the one Django alone would give.
 
 Django's middleware are not copied: each one in MIDDLEWARE is honoured by calling it. Those whose hooks only
 compute (config.middleware's InlineHooksMixin and BothModesMiddleware) have their ``process_request`` called
@@ -31,7 +29,6 @@ import io
 import json
 import logging
 import re
-import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
@@ -43,21 +40,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 from pydantic import ValidationError
 
-from accounts_app.actor import Actor
-from accounts_app.selectors import api_token_authenticate_async, api_token_forget, api_token_recent_actor
-from agents_app.models import AgentRun, RunStatus
-from agents_app.runs import (
-    PreparedRun,
-    RunNotStarted,
-    execute_run,
-    finish_run_async,
-    pending_run_async,
-    run_error_response,
-    run_response,
-)
-from agents_app.schemas import AgentRunInput, AgentRunResponse, RunErrorOut
-from config.middleware import BothModesMiddleware, InlineHooksMixin, SkipForTokenApiMixin
-from traces_app.processor import discard_trace
+from accounts_app.services import api_token_authenticate_async
+from agents_app.runs.answer import run_answer
+from agents_app.runs.execution import execute_run
+from agents_app.runs.lifecycle import start_run
+from agents_app.schemas import RUN_ANSWERS, AgentRunInput
+from config.middleware import BothModesMiddleware, InlineHooksMixin, SkipForTokenApiMixin, bearer_token
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -157,7 +145,7 @@ def _header(scope: Scope, name: bytes) -> str:
 
 def _is_token_json(scope: Scope) -> bool:
     """Return whether the request carries a bearer token and a JSON body: the only runs served here."""
-    if _header(scope, b"authorization")[:7].lower() != "bearer ":
+    if bearer_token(_header(scope, b"authorization")) is None:
         return False
     return _header(scope, b"content-type").split(";")[0].strip().lower() == "application/json"
 
@@ -203,27 +191,15 @@ async def _serve(
         raise _HandOver from None
     if payload.stream or payload.background:
         raise _HandOver
-    raw_token = _header(scope, b"authorization")[7:].strip()
-    fields = payload.run_fields()
-    run_task = None
-    actor = api_token_recent_actor(raw_token=raw_token)
-    if actor is not None:
-        # The token was checked lately: the run's start confirms it in the same statement.
-        try:
-            run_task = await _start(actor=actor, agent_id=agent_id, fields=fields, confirm_token=True)
-        except RunNotStarted:
-            api_token_forget(raw_token=raw_token)  # revoked, changed, or too few credits: check afresh
-        except Exception:
-            raise _HandOver from None
-    if run_task is None:
-        actor = await api_token_authenticate_async(raw_token=raw_token)
-        if actor is None:
-            raise _HandOver
-        try:
-            run_task = await _start(actor=actor, agent_id=agent_id, fields=fields, confirm_token=False)
-        except Exception:
-            # Nothing was written: the full stack answers with the error (or, if the cause has gone, the run).
-            raise _HandOver from None
+    actor = await api_token_authenticate_async(raw_token=bearer_token(_header(scope, b"authorization")) or "")
+    if actor is None:
+        raise _HandOver
+    try:
+        active = await start_run(actor=actor, agent_id=agent_id, **payload.run_fields())
+    except Exception:
+        # Nothing was written: the full stack answers with the error (or, if the cause has gone, the run).
+        raise _HandOver from None
+    run_task = asyncio.ensure_future(execute_run(active))
     disconnect = asyncio.ensure_future(_disconnected(receive))
     await asyncio.wait((run_task, disconnect), return_when=asyncio.FIRST_COMPLETED)
     if not run_task.done():
@@ -234,84 +210,22 @@ async def _serve(
         return
     disconnect.cancel()
     try:
-        run = run_task.result()
+        status, data = run_answer(run_task.result())
     except Exception:
         # The run could not be recorded (the database went away): as config/api.py answers the unexpected.
         logging.getLogger("config.api").exception("Unhandled error in POST %s", scope["path"])
-        content = _render(500, {"detail": "Internal server error.", "code": "server_error"})
-        await _send(send, 500, content, secure=request.is_secure())
-        return
-    answer = _answers.pop(run, None)
-    status, content = answer if answer is not None else _answer(run)
+        status, data = 500, {"detail": "Internal server error.", "code": "server_error"}
+    else:
+        data = RUN_ANSWERS[status].model_validate(data).model_dump()  # as the ninja endpoint's answer
     if status != 200:
         logger.error("%s: %s", HTTPStatus(status).phrase, scope["path"], extra={"status_code": status})
-    await _send(send, status, content, secure=request.is_secure())
+    await _send(send, status, _render(status, data), secure=request.is_secure())
 
 
 def _render(status: int, data: dict[str, Any]) -> bytes:
     from config.api import api
 
     return api.renderer.render(None, data, response_status=status).encode()  # type: ignore[arg-type]
-
-
-def _answer(run: AgentRun) -> tuple[int, bytes]:
-    """Return the status and body of the answer for a finished run: the run (200) or its error (502)."""
-    if run.status == RunStatus.SUCCEEDED:
-        return 200, _render(200, AgentRunResponse.model_validate(run_response(run)).model_dump())
-    return 502, _render(502, RunErrorOut.model_validate(run_error_response(run)).model_dump())
-
-
-# Answers rendered while their run's end statement was in flight, by run (taken by _serve at once; weak, so
-# that a request that ends otherwise leaves nothing behind).
-_answers: weakref.WeakKeyDictionary[AgentRun, tuple[int, bytes]] = weakref.WeakKeyDictionary()
-
-
-async def _finish_answering(
-    prepared: PreparedRun, *, result: Any, error: BaseException | None = None, cancelled: bool = False
-) -> AgentRun:
-    """``finish_run_async`` (returns the finished run), rendering the run's answer during the statement's round
-    trip instead of after, into ``_answers`` for _serve.
-
-    The statement's outcome is set on the run before it is sent, and it is what the database records when
-    the statement claims the run; when it does not (the run was ended elsewhere), the answer is rendered
-    afresh from the recorded run.
-    """
-    if cancelled:  # the client has gone: nobody will take an answer
-        return await finish_run_async(prepared, result=result, cancelled=True)
-    finishing = asyncio.ensure_future(finish_run_async(prepared, result=result, error=error))
-    await asyncio.sleep(0)  # finish_run_async runs up to its round trip: the outcome set, the statement sent
-    answer = _answer(prepared.run) if prepared.run.finished_at is not None and not finishing.done() else None
-    try:
-        run = await asyncio.shield(finishing)
-    except asyncio.CancelledError:
-        await finishing  # a run's end is always recorded (execute_run shields it too)
-        raise
-    if answer is not None and run is prepared.run:
-        _answers[run] = answer
-    return run
-
-
-async def _start(
-    *, actor: Actor, agent_id: int, fields: dict[str, Any], confirm_token: bool
-) -> asyncio.Future[AgentRun]:
-    """Start the run; return the task executing it, once its start is recorded.
-
-    The SDK begins at once, while the start statement is in flight: its work up to the first model request
-    (building the request, the trace) overlaps the statement's round trip, and the request waits until the
-    run is recorded. If the start wrote nothing, the run's trace is discarded, its task cancelled before any
-    request left, and RunNotStarted (or the database's error) raised.
-    """
-    pending = await pending_run_async(actor=actor, agent_id=agent_id, confirm_token=confirm_token, **fields)
-    run_task = asyncio.ensure_future(execute_run(pending.prepared, finish=_finish_answering, started=pending.started))
-    try:
-        await pending.record()
-    except BaseException:
-        discard_trace(pending.prepared.run.trace_id)  # before the task ends, so no batch stores the whole trace
-        run_task.cancel()
-        with contextlib.suppress(BaseException):
-            await run_task
-        raise
-    return run_task
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -122,7 +122,7 @@ class AgentRunInput(Schema):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     def run_fields(self) -> dict[str, Any]:
-        """Return the keyword arguments of ``prepare_run`` that come from this input."""
+        """Return the keyword arguments of ``start_run`` that come from this input."""
         return {
             "message": self.message,
             "context_id": self.context_id,
@@ -178,6 +178,10 @@ class RunErrorOut(Schema):
     detail: str
     code: str
     run_id: int
+
+
+# The answers of POST /agents/{id}/run by status (agents_app/runs/answer.py renders their bodies).
+RUN_ANSWERS: dict[int, type[Schema]] = {200: AgentRunResponse, 202: RunQueuedOut, 502: RunErrorOut}
 
 
 class RunOut(Schema):

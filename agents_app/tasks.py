@@ -7,7 +7,21 @@ import logging
 
 from celery import shared_task
 
+from agents_app.events import RunEventPublisher, publish_final
+from agents_app.models import AgentRun
+from agents_app.runs.background import claim_queued_run, fail_abandoned_runs, fail_unstarted_run, resume_queued_run
+from agents_app.runs.execution import stream_run
+from agents_app.runs.lifecycle import end_run
+from config.db import db_call
+from config.errors import ApplicationError
+from providers_app.clients import close_clients_for_running_loop
+
 logger = logging.getLogger(__name__)
+
+
+async def queue_run(run: AgentRun) -> None:
+    """Hand a run recorded as queued (``start_run`` with mode ``"background"``, committed) to a worker."""
+    await db_call(agent_run_execute.delay, run_id=run.pk)
 
 
 @shared_task(acks_late=True, max_retries=0)
@@ -18,16 +32,11 @@ def agent_run_execute(run_id: int) -> str:
     whose agent was deleted meanwhile ends failed with that reason, never stuck in "running".
     Readers follow the events through GET /api/v1/runs/{id}/events (agents_app/events.py).
     """
-    from agents_app.events import RunEventPublisher, publish_final
-    from agents_app.runs import claim_queued_run, fail_unstarted_run, finish_run, load_prepared, stream_run
-    from config.errors import ApplicationError
-    from providers_app.clients import close_clients_for_running_loop
-
     run = claim_queued_run(run_id)
     if run is None:
         return "skipped"
     try:
-        prepared = load_prepared(run)
+        active = resume_queued_run(run)
     except ApplicationError as exc:
         failed = fail_unstarted_run(run_id=run_id, error=exc)
         publish_final(failed)
@@ -37,7 +46,7 @@ def agent_run_execute(run_id: int) -> str:
         publisher = RunEventPublisher(run_id)
         status = ""
         try:
-            async for event in stream_run(prepared):
+            async for event in stream_run(active):
                 await publisher.publish(event)
                 if event["event"] == "done":
                     status = event["data"]["status"]
@@ -49,13 +58,11 @@ def agent_run_execute(run_id: int) -> str:
     try:
         return asyncio.run(go())
     except BaseException as exc:  # a time limit or a crash: never leave the run "running"
-        publish_final(finish_run(prepared, result=None, error=exc))
+        publish_final(asyncio.run(end_run(active, result=None, error=exc)))
         raise
 
 
 @shared_task(acks_late=True, max_retries=3, autoretry_for=(ConnectionError,), retry_backoff=True)
 def runs_fail_abandoned() -> int:
     """Fail runs whose process died before they ended, and refund them. Returns how many."""
-    from agents_app.runs import fail_abandoned_runs
-
     return fail_abandoned_runs()

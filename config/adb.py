@@ -1,20 +1,21 @@
-"""Database statements awaited on the event loop, for the few hot ones (a run's token check, start and end).
+"""Database statements awaited on the event loop: a run's token check, start and end.
 
 Django's ORM is sync: from async code each query costs a hop to a thread and back, and under load those
-hops and the GIL hand-offs between 32 request threads cost more than the queries (measured in
-bench/run_overhead.py). The statements here go through psycopg's async connections instead, from a
-pool per event loop, configured as Django's own connections are (same database, adapters, autocommit,
-UTC), so the same SQL and parameters work on both; unlike Django's, their parameters are bound on the
-server and the statements prepared once per connection.
+hops and the GIL hand-offs between request threads cost more than the queries (bench/run_overhead.py).
+On a server's event loop (one that config.asgi's lifespan declared with ``use_pool_for_running_loop``) the
+statements here go through psycopg's async connections instead, from a pool per loop, configured as
+Django's own connections are (same database, adapters, autocommit, UTC), so the same SQL and parameters
+work on both; their parameters are bound on the server and the statements prepared once per connection.
+On any other loop (a test client's, which lives for one request; the worker's ``asyncio.run``) a pool
+would outlive its loop, so the same statements go through Django's connection in a database thread.
 
 Nothing here is transactional across statements: each statement commits on its own, as Django's
-autocommit does, which is why the hot path writes with single statements.
+autocommit does, which is why runs write with single statements.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import re
 import weakref
 from collections.abc import Sequence
@@ -22,13 +23,22 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection, models
+from django.db import connection
 from psycopg.types.string import StrDumper
 from psycopg_pool import AsyncConnectionPool
+
+from config.db import db_call
 
 Params = Sequence[Any] | dict[str, Any]
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = weakref.WeakKeyDictionary()
+_server_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def use_pool_for_running_loop() -> None:
+    """Declare the running event loop a server's: it lives until ``close`` is awaited on it, so its statements
+    may go through a pool of its own. Called by config.asgi's lifespan at start-up."""
+    _server_loops.add(asyncio.get_running_loop())
 
 
 def connection_kwargs() -> dict[str, Any]:
@@ -111,12 +121,20 @@ def _raw(sql: str) -> tuple[bytes, tuple[str, ...], int]:
     return found
 
 
+def _fetchone_on_django_connection(sql: str, params: Params | None) -> tuple[Any, ...] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() if cursor.description is not None else None
+
+
 async def fetchone(sql: str, params: Params | None = None) -> tuple[Any, ...] | None:
     """Execute one statement (committed on its own) and return its first row, or None.
 
     ``sql`` uses psycopg's placeholders, as Django's cursors do: ``%s`` with a sequence, ``%(name)s`` with
     a mapping. Raises TypeError when the parameters do not match the placeholders.
     """
+    if asyncio.get_running_loop() not in _server_loops:
+        return await db_call(_fetchone_on_django_connection, sql, params)
     query, names, count = _raw(sql)
     values: list[Any] | None = None
     if isinstance(params, dict):
@@ -137,34 +155,7 @@ async def fetchone(sql: str, params: Params | None = None) -> tuple[Any, ...] | 
 
 async def close() -> None:
     """Close this event loop's pool, if it has one (at server shutdown: its connections die with the loop)."""
+    _server_loops.discard(asyncio.get_running_loop())
     found = _pools.pop(asyncio.get_running_loop(), None)
     if found is not None:
         await found.close()
-
-
-# Primary keys taken from their sequences ahead of use, per event loop and table: a row whose id is known
-# before it is inserted can be referred to (by a run that starts while its start statement is in flight)
-# without a round trip of its own. Ids of a block this process never uses are lost, as ids of rolled-back
-# inserts are: ids have gaps and, across processes, are not in creation order.
-ID_BLOCK_SIZE = 64
-_ids: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, collections.deque[int]]] = (
-    weakref.WeakKeyDictionary()
-)
-_id_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
-
-
-async def next_id(model: type[models.Model]) -> int:
-    """Return a new primary key for ``model``'s table, from its sequence (a block of them is taken at once)."""
-    loop = asyncio.get_running_loop()
-    table = model._meta.db_table
-    block = _ids.setdefault(loop, {}).setdefault(table, collections.deque())
-    if not block:
-        lock = _id_locks.setdefault(loop, {}).setdefault(table, asyncio.Lock())
-        async with lock:
-            if not block:  # else another task refilled it while this one waited
-                row = await fetchone(
-                    "SELECT array_agg(nextval(pg_get_serial_sequence(%s, %s))) FROM generate_series(1, %s)",
-                    [table, model._meta.pk.column, ID_BLOCK_SIZE],
-                )
-                block.extend(row[0] if row else ())
-    return block.popleft()

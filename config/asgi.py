@@ -56,8 +56,8 @@ class ReusedRequestThreads:
 
 class Lifespan:
     """Answers the ASGI lifespan protocol, which Django's handler does not: at start-up it tunes the garbage
-    collector (config.memory), and at shutdown it closes the event loop's async database pool (config.adb),
-    whose connections would otherwise die with the loop."""
+    collector (config.memory) and lets the server's event loop have an async database pool (config.adb), and at
+    shutdown it closes that pool, whose connections would otherwise die with the loop."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -70,6 +70,7 @@ class Lifespan:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 tune_garbage_collector()
+                adb.use_pool_for_running_loop()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await adb.close()

@@ -12,16 +12,20 @@ from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer, SessionAuth
 
 from accounts_app.actor import Actor
-from config.middleware import is_token_api_request
+from config.middleware import bearer_token, is_token_api_request
 
 
 class TokenAuth(HttpBearer):
     """``Authorization: Bearer <token>``; resolves to the token's Actor."""
 
-    def authenticate(self, request: HttpRequest, token: str) -> Actor | None:
-        from accounts_app.selectors import api_token_authenticate
+    def __call__(self, request: HttpRequest) -> Actor | None:
+        token = bearer_token(request.headers.get("Authorization", ""))
+        return self.authenticate(request, token) if token is not None else None
 
-        return api_token_authenticate(raw_token=token.strip())
+    def authenticate(self, request: HttpRequest, token: str) -> Actor | None:
+        from accounts_app.services import api_token_authenticate
+
+        return api_token_authenticate(raw_token=token)
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,8 @@ class DeferredTokenAuth(HttpBearer):
     """
 
     async def __call__(self, request: HttpRequest) -> PendingToken | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, raw = header.partition(" ")
-        return PendingToken(raw.strip()) if scheme.lower() == "bearer" and raw.strip() else None
+        token = bearer_token(request.headers.get("Authorization", ""))
+        return PendingToken(token) if token is not None else None
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover - never called
         raise NotImplementedError
@@ -55,14 +58,27 @@ def request_actor(request: HttpRequest) -> Actor:
     """
     auth = request.auth  # type: ignore[attr-defined]
     if isinstance(auth, PendingToken):
-        from accounts_app.selectors import api_token_authenticate
+        from accounts_app.services import api_token_authenticate
 
-        actor = api_token_authenticate(raw_token=auth.raw)
-        if actor is None:
-            raise AuthenticationError()
-        request.auth = actor  # type: ignore[attr-defined]
-        return actor
+        return _authenticated(request, api_token_authenticate(raw_token=auth.raw))
     return auth
+
+
+async def request_actor_async(request: HttpRequest) -> Actor:
+    """``request_actor`` for the event loop: a deferred token is checked through config.adb."""
+    auth = request.auth  # type: ignore[attr-defined]
+    if isinstance(auth, PendingToken):
+        from accounts_app.services import api_token_authenticate_async
+
+        return _authenticated(request, await api_token_authenticate_async(raw_token=auth.raw))
+    return auth
+
+
+def _authenticated(request: HttpRequest, actor: Actor | None) -> Actor:
+    if actor is None:
+        raise AuthenticationError()
+    request.auth = actor  # type: ignore[attr-defined]
+    return actor
 
 
 class BrowserSessionAuth(SessionAuth):

@@ -3,8 +3,8 @@
 Python's cyclic collector runs a young-generation pass every 700 net container allocations and now and
 then a full pass over every object in the process. An agent run allocates tens of thousands of objects,
 and the web process holds a few hundred thousand long-lived ones (Django, the Agents SDK, openai's
-types), so with the defaults about a sixth of a run's CPU went to the collector (measured: 1.5-1.9 ms of
-9-12 ms per run at concurrency 32; bench/run_overhead.py). Freezing what exists once the process is set
+types), so with the defaults about a sixth of a run's CPU went to the collector (docs/performance.md).
+Freezing what exists once the process is set
 up takes those objects out of every later pass, and larger thresholds make the young passes rare; the
 garbage a pass would have found is still found, a little later (GC_THRESHOLDS bounds how much waits).
 """

@@ -96,13 +96,23 @@ class ApiErrorShapeMiddleware(BothModesMiddleware):
         return response
 
 
+def bearer_token(authorization: str) -> str | None:
+    """Return the token of an ``Authorization`` header value ``Bearer <token>``, or None when it is not one.
+
+    The one reading of the header: the middleware, the API's authentication and the run hot path all use it.
+    """
+    scheme, _, raw = authorization.partition(" ")
+    raw = raw.strip()
+    return raw if scheme.lower() == "bearer" and raw else None
+
+
 def is_token_api_request(request: HttpRequest) -> bool:
     """Return whether the request is an API call that carries a bearer token.
 
     Such a request is authenticated by its token alone (config/api.py): it never uses the session,
     the CSRF cookie, the signed-in user or flash messages, so the middleware for those skip it.
     """
-    return request.path.startswith("/api/") and request.headers.get("Authorization", "")[:7].lower() == "bearer "
+    return request.path.startswith("/api/") and bearer_token(request.headers.get("Authorization", "")) is not None
 
 
 class InlineHooksMixin:

@@ -288,7 +288,7 @@ LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 1, minimum=1, maxim
 RUN_MIN_RESERVATION = env_str("RUN_MIN_RESERVATION", "0.01")
 RUN_RESERVATION_OUTPUT_TOKENS = env_int("RUN_RESERVATION_OUTPUT_TOKENS", 2048, minimum=1)
 RUN_RESERVATION_TURNS = env_int("RUN_RESERVATION_TURNS", 3, minimum=1)
-# A run's start commits without waiting for the disk flush; its end always waits (see agents_app/runs.py).
+# A run's start commits without waiting for the disk flush; its end always waits (see agents_app/runs/statements.py).
 RUN_START_ASYNC_COMMIT = env_bool("RUN_START_ASYNC_COMMIT", True)
 # Plain token runs served on the event loop in front of Django (agents_app/hot_path.py); false: Django serves all.
 RUN_HOT_PATH = env_bool("RUN_HOT_PATH", True)

@@ -10,16 +10,11 @@ CIDR ranges. The bundled local model is platform-managed and is not subject to t
 
 Refusals raise subclasses of ``openai.APIConnectionError``: the openai client re-raises its own
 errors at once instead of retrying, so a blocked address or an unknown host fails immediately.
-
-The same transport also holds a task's provider requests until a gate opens (``hold_provider_requests``):
-the run hot path starts the SDK while the run's start statement is still in flight, and no request may
-reach a model before that statement has taken the credits and recorded the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -29,7 +24,6 @@ from urllib.parse import urlsplit
 import httpcore2
 import httpx2
 import openai
-from agents.tracing import custom_span
 from django.conf import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -192,46 +186,13 @@ class GuardedAsyncBackend(httpcore2.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-_request_gate: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
-    "provider_request_gate", default=None
-)
-
-
-def hold_provider_requests(gate: asyncio.Future[None]) -> None:
-    """Make the current task's provider requests (and those of tasks it starts from now on) wait for ``gate``.
-
-    A request is sent once ``gate`` has a result; if ``gate`` is cancelled, the request is never sent and
-    raises CancelledError, which the openai client does not retry. Changes this task's context only.
-    """
-    _request_gate.set(gate)
-
-
-WAIT_SPAN_NAME = "Waiting for the run's start to be recorded"
-
-
-class _GatedTransport(httpx2.AsyncHTTPTransport):
-    """The provider clients' transport: a request waits for its task's gate (if any) before it is sent."""
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        gate = _request_gate.get()
-        if gate is not None and not gate.done():
-            # A span of its own inside the model call's span (the current one): the run's trace shows this
-            # time as the platform's, not the model's.
-            with custom_span(WAIT_SPAN_NAME):
-                await asyncio.wait((gate,))  # not ``await gate``: cancelling this request must not cancel the gate
-        if gate is not None and gate.cancelled():
-            raise asyncio.CancelledError("the run did not start; its provider request was not sent")
-        return await super().handle_async_request(request)
-
-
 def guarded_transport(*, guarded: bool, limits: httpx2.Limits) -> httpx2.AsyncHTTPTransport:
-    """Return an async transport; with ``guarded`` its connections go through GuardedAsyncBackend. Either way,
-    its requests wait for their task's gate (``hold_provider_requests``).
+    """Return an async transport; with ``guarded`` its connections go through GuardedAsyncBackend.
 
     httpx2 takes no network backend argument, so the connection pool is rebuilt with one; a test
     checks that a private address is refused, which would catch a change of these internals.
     """
-    transport = _GatedTransport(limits=limits, trust_env=False)
+    transport = httpx2.AsyncHTTPTransport(limits=limits, trust_env=False)
     if guarded:
         old_pool = transport._pool
         transport._pool = httpcore2.AsyncConnectionPool(

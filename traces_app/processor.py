@@ -7,8 +7,7 @@ batch in one transaction with a few statements. The ORM is never touched in a ca
 database never slows or fails a run (a failed batch is logged and dropped; a full queue drops new items and
 counts them), and ``force_flush`` (``agents.flush_traces()``) waits until everything queued is written.
 
-Only traces that carry a ``workspace_id`` in their metadata (the platform's runs) are stored, and not those
-discarded with ``discard_trace`` (a run that began in the SDK but whose start was never recorded).
+Only traces that carry a ``workspace_id`` in their metadata (the platform's runs) are stored.
 """
 
 from __future__ import annotations
@@ -59,33 +58,6 @@ def _workspace_id(metadata: dict[str, Any] | None) -> int | None:
 def _trace_metadata(trace: SDKTrace) -> dict[str, Any]:
     # The SDK's Trace interface does not declare it; its implementation (TraceImpl) has it.
     return getattr(trace, "metadata", None) or {}
-
-
-# Traces of runs that never started: by trace id, when they were discarded (time.monotonic()). Kept for a
-# while, because the trace's last items are still on their way when it is discarded.
-_discarded: dict[str, float] = {}
-_discarded_lock = threading.Lock()
-DISCARD_MEMORY_SECONDS = 300.0
-
-
-def discard_trace(trace_id: str) -> None:
-    """Make the processors drop ``trace_id``'s queued and later items and delete whatever of it they already
-    stored. For the trace of a run whose start statement wrote nothing: call it before that run's SDK task
-    ends, so that no batch stores the whole trace first."""
-    with _discarded_lock:
-        _discarded[trace_id] = time.monotonic()
-
-
-def _discarded_now() -> frozenset[str]:
-    """Return the trace ids discarded lately (forgetting those older than DISCARD_MEMORY_SECONDS)."""
-    oldest = time.monotonic() - DISCARD_MEMORY_SECONDS
-    with _discarded_lock:
-        while _discarded:
-            trace_id, at = next(iter(_discarded.items()))  # insertion order: oldest first
-            if at >= oldest:
-                break
-            del _discarded[trace_id]
-        return frozenset(_discarded)
 
 
 def _when(value: str | None) -> datetime | None:
@@ -281,13 +253,8 @@ class PostgresTraceProcessor(TracingProcessor):
         starts: dict[str, _Item] = {}
         ends: dict[str, float] = {}
         spans: list[tuple[Any, ...]] = []
-        discarded = _discarded_now()
         for item in items:
             trace_id = item.subject.trace_id
-            if trace_id in discarded:
-                if item.kind == "trace_end":
-                    redaction.forget(trace_id)
-                continue
             if item.kind == "trace_start":
                 starts[trace_id] = item
             elif trace_id not in self._open and trace_id not in starts:
@@ -344,10 +311,6 @@ class PostgresTraceProcessor(TracingProcessor):
             # Traces are telemetry: their commit does not wait for the disk, so it never queues the runs'
             # own durable commits behind it. A crash can lose the last moments of traces, never a run.
             cursor.execute("SET LOCAL synchronous_commit = off")
-            stored_then_discarded = [trace_id for trace_id in self._open if trace_id in discarded]
-            if stored_then_discarded:
-                cursor.execute(f"DELETE FROM {_SPAN_TABLE} WHERE trace_id = ANY(%s)", [stored_then_discarded])  # noqa: S608
-                cursor.execute(f"DELETE FROM {_TRACE_TABLE} WHERE trace_id = ANY(%s)", [stored_then_discarded])  # noqa: S608
             if traces:
                 cursor.executemany(_INSERT_TRACE, traces)
             if spans:
@@ -362,7 +325,7 @@ class PostgresTraceProcessor(TracingProcessor):
         self._forward(starts, spans, infos)
         for trace_id in starts.keys() - finished_here:
             self._open[trace_id] = infos[trace_id]
-        for trace_id in (*ends, *finished_here, *stored_then_discarded):
+        for trace_id in (*ends, *finished_here):
             self._open.pop(trace_id, None)
             redaction.forget(trace_id)
 

@@ -1,14 +1,7 @@
 """Reads for accounts, workspaces, tokens and credits. Each takes the acting user or actor and scopes by it."""
 
 from accounts_app.selectors.credits import credit_balance_get, ledger_list
-from accounts_app.selectors.tokens import (
-    api_token_authenticate,
-    api_token_authenticate_async,
-    api_token_forget,
-    api_token_list,
-    api_token_recent_actor,
-    token_guard_cte,
-)
+from accounts_app.selectors.tokens import api_token_list
 from accounts_app.selectors.workspaces import (
     actor_for_user,
     invitation_get_by_token,
@@ -22,11 +15,7 @@ from accounts_app.selectors.workspaces import (
 
 __all__ = [
     "actor_for_user",
-    "api_token_authenticate",
-    "api_token_authenticate_async",
-    "api_token_forget",
     "api_token_list",
-    "api_token_recent_actor",
     "credit_balance_get",
     "invitation_get_by_token",
     "invitation_list_for_user",
@@ -34,7 +23,6 @@ __all__ = [
     "ledger_list",
     "membership_get",
     "membership_list",
-    "token_guard_cte",
     "workspace_get_for_user",
     "workspace_list_for_user",
 ]

@@ -1,5 +1,6 @@
 """Writes for accounts, workspaces, tokens and credits. Every interface calls these; none writes the ORM itself."""
 
+from accounts_app.services.authentication import api_token_authenticate, api_token_authenticate_async
 from accounts_app.services.credits import (
     credits_account_open,
     credits_grant,
@@ -25,6 +26,8 @@ from accounts_app.services.workspaces import (
 
 __all__ = [
     "IssuedToken",
+    "api_token_authenticate",
+    "api_token_authenticate_async",
     "api_token_create",
     "api_token_revoke",
     "credits_account_open",

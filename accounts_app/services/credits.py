@@ -104,8 +104,7 @@ _LEDGER = LedgerEntry._meta.db_table
 # same balance row. So each movement of that row is one statement, which commits at once: the row lock is
 # held for that statement and its commit only, never across a round trip to the application (which, under
 # load, waits for its turn at the GIL). The statements are built as CTEs, so that a caller can do its own
-# writes in the same statement (a run's preparation records the run; its end records the outcome).
-# Measured in bench/run_overhead.py.
+# writes in the same statement (a run's start records the run; its end records the outcome).
 
 
 def credits_take_ctes(
@@ -114,7 +113,6 @@ def credits_take_ctes(
     amount: Decimal | int | str,
     purpose: str = "",
     reserved_by: User | None = None,
-    only_if: str = "",
 ) -> tuple[str, dict[str, Any], Decimal]:
     """Return ``(ctes, params, amount)``: the WITH-clause parts that reserve ``amount`` credits.
 
@@ -122,19 +120,17 @@ def credits_take_ctes(
     reservations re-check the condition against the new balance, so it never goes below zero), and
     ``credit_reservation`` (its ``id``) and ``credit_entry`` record the open reservation and its ledger
     entry only then: when the balance is short, the statement changes nothing and ``credit_reservation``
-    is empty. ``only_if`` names an earlier CTE of the caller's: nothing is taken unless it has a row.
-    Raises InvalidInputError for a bad amount.
+    is empty. Raises InvalidInputError for a bad amount.
     """
     value = _clean_amount(amount)
     reservation = CreditReservation(workspace=workspace, amount=value, purpose=purpose[:200], created_by=reserved_by)
     insert, params = insert_cte(
         reservation, name="credit_reservation", source="credit_account", returning="id, created_at"
     )
-    guard = f" AND EXISTS (SELECT 1 FROM {only_if})" if only_if else ""  # noqa: S608 (a CTE name of ours)
     ctes = f"""
 credit_account AS (
     UPDATE {_ACCOUNT} SET balance = balance - %(credit_amount)s, updated_at = now()
-    WHERE workspace_id = %(credit_workspace)s AND balance >= %(credit_amount)s{guard}
+    WHERE workspace_id = %(credit_workspace)s AND balance >= %(credit_amount)s
     RETURNING balance
 ), {insert}, credit_entry AS (
     INSERT INTO {_LEDGER} (workspace_id, kind, amount, balance_after, reservation_id, memo, actor_id, created_at)

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from accounts_app.exceptions import InvalidInputError, NotFoundError
 from accounts_app.models import ApiToken, Membership, Role, User, Workspace
-from accounts_app.selectors import api_token_authenticate, api_token_list
-from accounts_app.services import api_token_create, api_token_revoke, membership_remove
+from accounts_app.selectors import api_token_list
+from accounts_app.services import api_token_authenticate, api_token_create, api_token_revoke, membership_remove
 
 
 def test_only_the_hash_is_stored(team):

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import async_to_sync
 
-from agents_app.runs import prepare_run
+from agents_app.runs.lifecycle import start_run
 from agents_app.services import agent_create, context_create, handoff_add
 
 
@@ -13,7 +14,7 @@ def agents_data(team, fake_provider):
         context_create(actor=team, agent_id=a.pk, name="c", data={"i": i})
         if i:
             handoff_add(actor=team, agent_id=a.pk, target_id=a.pk - 1)
-        prepare_run(actor=team, agent_id=a.pk, message=f"hello {i}")
+        async_to_sync(start_run)(actor=team, agent_id=a.pk, message=f"hello {i}")
 
 
 @pytest.mark.parametrize("model", ["agent", "agentcontext", "conversation", "agentrun"])

@@ -7,6 +7,7 @@ import time
 
 import httpx2
 import pytest
+from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
 from accounts_app.services import api_token_create
@@ -188,9 +189,9 @@ def test_outsider_gets_404(team_agent, outsider, api_client, fake_openai, method
 
 
 def test_outsider_cannot_read_runs(team, helper, outsider, api_client):
-    from agents_app.runs import prepare_run
+    from agents_app.runs.lifecycle import start_run
 
-    run = prepare_run(actor=team, agent_id=helper.pk, message="Hi").run
+    run = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="Hi").run
     assert_error(api_client(outsider).get(f"/api/v1/runs/{run.pk}"), 404, "not_found")
     assert api_client(outsider).get("/api/v1/runs").json()["count"] == 0
 
@@ -230,9 +231,10 @@ def test_a_run_holds_no_database_connection_while_the_model_works(asgi_server, t
     token = api_token_create(actor=team, name="ci").raw
 
     def checked_out() -> int:
-        # A plain run is served by the hot path (its own async pool), a streamed one by Django (its pool);
-        # the server runs in this process, so both pools can be read here.
-        pools = [connection.pool] if stream else list(adb._pools.values())
+        # A plain run is served by the hot path, a streamed one by Django: both record the run through the
+        # server loop's async pool, and Django's pool serves the rest. The server runs in this process, so
+        # both pools can be read here.
+        pools = [connection.pool, *adb._pools.values()]
         return sum(stats["pool_size"] - stats["pool_available"] for stats in (p.get_stats() for p in pools))
 
     result: dict[str, object] = {}
@@ -256,5 +258,4 @@ def test_a_run_holds_no_database_connection_while_the_model_works(asgi_server, t
     caller.join(timeout=30)
     assert result["response"].status_code == 200
     assert during == before  # (the test itself may hold one of Django's)
-    if not stream:
-        assert len(adb._pools) == 1  # the hot path did serve it
+    assert len(adb._pools) == 1  # the run's statements went through the server loop's pool

@@ -3,10 +3,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from accounts_app.models import CreditAccount
 from agents_app.models import AgentRun
-from agents_app.runs import prepare_run
+from agents_app.runs.lifecycle import start_run
 from agents_app.tasks import agent_run_execute
 from tests.accounts_app.test_api import assert_error, post
 from tests.fakes import Reply
@@ -14,21 +15,31 @@ from tests.fakes import Reply
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_background_run_is_queued_and_enqueued_after_commit(
-    team, helper, django_capture_on_commit_callbacks, monkeypatch
-):
+def test_a_background_run_is_answered_202_and_handed_to_a_worker_once_recorded(team, helper, api_client, monkeypatch):
     sent = []
-    monkeypatch.setattr(agent_run_execute, "delay", lambda **kwargs: sent.append(kwargs))
-    with django_capture_on_commit_callbacks(execute=True):
-        prepared = prepare_run(actor=team, agent_id=helper.pk, message="Hi", mode="background")
-    assert prepared.run.status == "queued"
-    assert sent == [{"run_id": prepared.run.pk}]
+
+    def delay(**kwargs):
+        # The worker may pick the task up at once: the run must already be committed and queued.
+        sent.append((kwargs, AgentRun.objects.get(pk=kwargs["run_id"]).status))
+
+    monkeypatch.setattr(agent_run_execute, "delay", delay)
+    response = post(api_client(team), f"/api/v1/agents/{helper.pk}/run", {"message": "Hi", "background": True})
+    assert response.status_code == 202, response.content
+    body = response.json()
+    run = AgentRun.objects.get(pk=body["run_id"])
+    assert body == {
+        "run_id": run.pk,
+        "status": "queued",
+        "conversation_id": run.conversation_id,
+        "trace_id": run.trace_id,
+    }
+    assert sent == [({"run_id": run.pk}, "queued")]
 
 
 def test_the_task_runs_it_once(team, helper, fake_openai, monkeypatch):
     monkeypatch.setattr(agent_run_execute, "delay", lambda **kwargs: None)
     fake_openai.script(Reply("Done in the background."))
-    run = prepare_run(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
+    run = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
     assert agent_run_execute.run(run_id=run.pk) == "succeeded"
     assert agent_run_execute.run(run_id=run.pk) == "skipped"  # a redelivery does nothing
     run.refresh_from_db()
@@ -38,7 +49,7 @@ def test_the_task_runs_it_once(team, helper, fake_openai, monkeypatch):
 
 def test_a_deleted_agent_fails_the_run_and_refunds(team, helper, monkeypatch):
     monkeypatch.setattr(agent_run_execute, "delay", lambda **kwargs: None)
-    run = prepare_run(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
+    run = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
     helper.delete()
     assert agent_run_execute.run(run_id=run.pk) == "failed"
     run.refresh_from_db()

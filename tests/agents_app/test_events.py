@@ -9,12 +9,13 @@ from typing import Any
 import httpx2
 import pytest
 import redis
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import AsyncClient, override_settings
 
 from accounts_app.services import api_token_create
 from agents_app.events import stream_key
-from agents_app.runs import prepare_run
+from agents_app.runs.lifecycle import start_run
 from agents_app.tasks import agent_run_execute
 from tests.accounts_app.test_api import post
 from tests.fakes import Reply
@@ -54,7 +55,7 @@ def finished_background_run(team, helper, fake_openai, monkeypatch):
     """A background run executed by the task (in this process), its events in Redis."""
     monkeypatch.setattr(agent_run_execute, "delay", lambda **kwargs: None)
     fake_openai.script(Reply("Heard in the background.", usage=(5, 4)))
-    run = prepare_run(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
+    run = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
     assert agent_run_execute.run(run_id=run.pk) == "succeeded"
     yield run
     redis.Redis.from_url(settings.REDIS_URL).delete(stream_key(run.pk))
@@ -91,7 +92,7 @@ def test_a_run_whose_events_expired_answers_with_its_final_event(team, finished_
 def test_a_redis_outage_never_fails_the_run(team, helper, fake_openai, monkeypatch):
     monkeypatch.setattr(agent_run_execute, "delay", lambda **kwargs: None)
     fake_openai.script(Reply("Still done."))
-    run = prepare_run(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
+    run = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # nothing listens there
         assert agent_run_execute.run(run_id=run.pk) == "succeeded"
     _, events = read_events(team, run.pk)

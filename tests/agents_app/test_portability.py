@@ -8,10 +8,12 @@ import sys
 
 import pytest
 import yaml
+from asgiref.sync import async_to_sync
 
 from agents_app.models import Agent, AgentContext, AgentHandoff
 from agents_app.portability import agent_export, agent_export_python, agent_import
-from agents_app.runs import execute_run, prepare_run
+from agents_app.runs.execution import execute_run
+from agents_app.runs.lifecycle import start_run
 from agents_app.services import agent_create, context_create, handoff_add
 from providers_app.clients import close_clients_for_running_loop
 from tests.accounts_app.test_api import assert_error, post
@@ -117,11 +119,11 @@ def test_exported_python_gives_the_same_answer_as_the_platform(team, fake_provid
     script = [ToolCall("transfer_to_billing"), Reply('{"answer": "Your invoice is paid."}')]
 
     fake_openai.script(*script)
-    prepared = prepare_run(actor=team, agent_id=front.pk, message="Is my invoice paid?")
+    active = async_to_sync(start_run)(actor=team, agent_id=front.pk, message="Is my invoice paid?")
 
     async def go():
         try:
-            return await execute_run(prepared)
+            return await execute_run(active)
         finally:
             await close_clients_for_running_loop()
 

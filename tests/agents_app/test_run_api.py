@@ -4,6 +4,7 @@ same on both."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import httpx2
@@ -160,3 +161,57 @@ def test_a_context_is_given_to_the_model(team, helper, fake_openai, run):
     first, second = (r.body["messages"][0]["content"] for r in fake_openai.requests_to("/v1/chat/completions"))
     assert '"plan": "gold"' in first
     assert '"plan": "free"' in second
+
+
+def _streamed_events(server: str, agent_id: int, token: str) -> list[tuple[str, dict]]:
+    events = []
+    with httpx2.stream(
+        "POST",
+        f"{server}/api/v1/agents/{agent_id}/run",
+        json={"message": "Hi", "stream": True},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+def test_the_answer_the_done_event_and_the_stored_run_agree(team, api_client, helper, fake_openai, run, run_server):
+    fake_openai.script(Reply("Same everywhere.", usage=(30, 7)), Reply("Same everywhere.", usage=(30, 7)))
+    answer = run(helper.pk, {"message": "Hi"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    events = _streamed_events(run_server, helper.pk, api_token_create(actor=team, name="stream").raw)
+    (first_name, first), (done_name, done) = events[0], events[-1]
+    assert (first_name, done_name) == ("run", "done")
+    assert first == {
+        "run_id": done["run_id"],
+        "conversation_id": done["conversation_id"],
+        "agent": "Helper",
+        "trace_id": done["trace_id"],
+    }
+    ids = {"run_id", "trace_id", "conversation_id"}
+    comparable = {k: v for k, v in body.items() if k not in ids}
+    for message in [*comparable["messages"], *done["messages"]]:
+        message["provider_data"].pop("response_id", None)  # the model's own id for each answer
+    assert {k: v for k, v in done.items() if k not in ids | {"error", "code"}} == comparable
+    assert (done["error"], done["code"]) == (None, None)
+    stored = api_client(team).get(f"/api/v1/runs/{body['run_id']}").json()
+    assert stored["cost"] == body["cost"] == done["cost"] == "0.044000"  # six places, as the column stores it
+    assert stored["usage"] == body["usage"]
+
+
+def test_a_failed_streamed_run_ends_with_error_then_done(team, helper, fake_openai, run_server):
+    fake_openai.script(Error(401))
+    events = _streamed_events(run_server, helper.pk, api_token_create(actor=team, name="stream").raw)
+    (error_name, error), (done_name, done) = events[-2], events[-1]
+    assert (error_name, done_name) == ("error", "done")
+    stored = AgentRun.objects.get(pk=done["run_id"])
+    assert error == {"code": "provider_auth_failed", "detail": stored.error}
+    assert (done["status"], done["code"], done["error"]) == ("failed", "provider_auth_failed", stored.error)

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.test import override_settings
 
@@ -14,20 +15,24 @@ from accounts_app.models import CreditAccount, CreditReservation, LedgerEntry
 from accounts_app.services import credits_release_stale_reservations
 from agents_app.exceptions import InvalidInputError, NotFoundError
 from agents_app.models import AgentRun, Conversation, ConversationItem
-from agents_app.runs import execute_run, finish_run, load_prepared, prepare_run, stream_run
+from agents_app.runs.background import fail_abandoned_runs, resume_queued_run
+from agents_app.runs.execution import execute_run, stream_run
+from agents_app.runs.lifecycle import end_run, start_run
 from agents_app.services import agent_create, context_create, handoff_add
 from providers_app.clients import close_clients_for_running_loop
 from tests.fakes import Error, Reply, ToolCall
 
 pytestmark = pytest.mark.django_db(transaction=True)
+start = async_to_sync(start_run)
+end = async_to_sync(end_run)
 
 
 def run_sync(actor, agent, message="Hello", **kwargs) -> AgentRun:
-    prepared = prepare_run(actor=actor, agent_id=agent.pk, message=message, **kwargs)
+    active = start(actor=actor, agent_id=agent.pk, message=message, **kwargs)
 
     async def go():
         try:
-            return await execute_run(prepared)
+            return await execute_run(active)
         finally:
             await close_clients_for_running_loop()
 
@@ -35,11 +40,11 @@ def run_sync(actor, agent, message="Hello", **kwargs) -> AgentRun:
 
 
 def collect_stream(actor, agent, message="Hello", *, stop_after=None, **kwargs):
-    prepared = prepare_run(actor=actor, agent_id=agent.pk, message=message, mode="stream", **kwargs)
+    active = start(actor=actor, agent_id=agent.pk, message=message, mode="stream", **kwargs)
 
     async def go():
         events = []
-        stream = stream_run(prepared)
+        stream = stream_run(active)
         try:
             async for event in stream:
                 events.append(event)
@@ -50,7 +55,7 @@ def collect_stream(actor, agent, message="Hello", *, stop_after=None, **kwargs):
             await close_clients_for_running_loop()
         return events
 
-    return asyncio.run(go()), prepared.run.pk
+    return asyncio.run(go()), active.run.pk
 
 
 def balance(actor) -> Decimal:
@@ -167,7 +172,7 @@ def test_structured_output_that_fails_validation_is_a_clear_error(team, fake_pro
 def test_no_credits_is_refused_before_anything_runs(team, helper, fake_openai):
     CreditAccount.objects.filter(workspace=team.workspace).update(balance=0)
     with pytest.raises(InsufficientCreditsError) as info:
-        prepare_run(actor=team, agent_id=helper.pk, message="Hi")
+        start(actor=team, agent_id=helper.pk, message="Hi")
     assert info.value.status_code == 402
     assert not AgentRun.objects.exists()
     assert not Conversation.objects.exists()
@@ -177,13 +182,13 @@ def test_no_credits_is_refused_before_anything_runs(team, helper, fake_openai):
 
 def test_a_run_that_outlives_its_reservation_is_recorded_and_not_charged_twice(team, helper, fake_openai, caplog):
     fake_openai.script(Reply("Late", usage=(100, 50)))
-    prepared = prepare_run(actor=team, agent_id=helper.pk, message="Hi")
+    active = start(actor=team, agent_id=helper.pk, message="Hi")
     assert credits_release_stale_reservations(older_than=timedelta(0)) == 1  # the sweeper gave the credits back
     before = balance(team)
 
     async def go():
         try:
-            return await execute_run(prepared)
+            return await execute_run(active)
         finally:
             await close_clients_for_running_loop()
 
@@ -206,9 +211,9 @@ def _synchronous_commit() -> str:
 def test_a_run_start_commits_asynchronously_only_when_set_and_only_itself(team, helper, async_start, inside):
     with override_settings(RUN_START_ASYNC_COMMIT=async_start):
         with transaction.atomic():  # to look at the setting before the statement's transaction ends
-            prepare_run(actor=team, agent_id=helper.pk, message="Hi")
+            start(actor=team, agent_id=helper.pk, message="Hi")
             assert _synchronous_commit() == inside
-        prepare_run(actor=team, agent_id=helper.pk, message="Hi")  # its own transaction, as in production
+        start(actor=team, agent_id=helper.pk, message="Hi")  # its own transaction, as in production
     assert _synchronous_commit() == "on"  # never left on the (pooled) connection
     assert AgentRun.objects.count() == 2
 
@@ -216,9 +221,9 @@ def test_a_run_start_commits_asynchronously_only_when_set_and_only_itself(team, 
 def test_finishing_twice_changes_nothing_the_second_time(team, helper, fake_openai):
     fake_openai.script(Reply("Once", usage=(100, 50)))
     run = run_sync(team, helper)
-    prepared = prepare_run(actor=team, agent_id=helper.pk, message="Again", conversation_id=run.conversation_id)
-    prepared.run.pk, prepared.run.reservation_id = run.pk, run.reservation_id  # the first run, finished
-    again = finish_run(prepared, result=None, error=RuntimeError("late failure"))
+    active = start(actor=team, agent_id=helper.pk, message="Again", conversation_id=run.conversation_id)
+    active.run.pk, active.run.reservation_id = run.pk, run.reservation_id  # the first run, finished
+    again = end(active, result=None, error=RuntimeError("late failure"))
     assert (again.status, again.final_output) == ("succeeded", "Once")
     kinds = sorted(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))
     assert kinds == ["reserve", "settle"]
@@ -285,15 +290,15 @@ def test_abandoning_the_stream_cancels_the_run(team, helper, fake_openai):
 
 def test_rules(team, viewer, outsider, helper):
     with pytest.raises(InvalidInputError):
-        prepare_run(actor=team, agent_id=helper.pk, message="   ")
+        start(actor=team, agent_id=helper.pk, message="   ")
     with pytest.raises(PermissionDeniedError):
-        prepare_run(actor=viewer, agent_id=helper.pk, message="Hi")
+        start(actor=viewer, agent_id=helper.pk, message="Hi")
     with pytest.raises(NotFoundError):
-        prepare_run(actor=outsider, agent_id=helper.pk, message="Hi")
+        start(actor=outsider, agent_id=helper.pk, message="Hi")
     other = agent_create(actor=team, name="Other")
-    run = prepare_run(actor=team, agent_id=helper.pk, message="Hi").run
+    run = start(actor=team, agent_id=helper.pk, message="Hi").run
     with pytest.raises(NotFoundError):
-        prepare_run(actor=team, agent_id=other.pk, message="Hi", conversation_id=run.conversation_id)
+        start(actor=team, agent_id=other.pk, message="Hi", conversation_id=run.conversation_id)
     assert AgentRun.objects.count() == 1
 
 
@@ -336,20 +341,18 @@ def test_agent_tools_are_validated(team, fake_provider, outsider):
 
 
 def test_finishing_twice_moves_credits_once(team, helper, fake_openai):
-    from agents_app.runs import finish_run
-
     fake_openai.script(Reply("Done.", usage=(10, 10)))
-    prepared = prepare_run(actor=team, agent_id=helper.pk, message="Hi")
+    active = start(actor=team, agent_id=helper.pk, message="Hi")
 
     async def go():
         try:
-            return await execute_run(prepared)
+            return await execute_run(active)
         finally:
             await close_clients_for_running_loop()
 
     run = asyncio.run(go())
     after_first = balance(team)
-    again = finish_run(prepared, result=None, cancelled=True)  # a late cancel after the run finished
+    again = end(active, result=None, cancelled=True)  # a late cancel after the run finished
     assert (again.status, AgentRun.objects.get(pk=run.pk).status) == ("succeeded", "succeeded")
     assert balance(team) == after_first
     kinds = sorted(LedgerEntry.objects.filter(reservation_id=run.reservation_id).values_list("kind", flat=True))
@@ -375,7 +378,7 @@ def test_a_background_run_continues_a_conversation(team, helper, fake_openai, mo
     monkeypatch.setattr(agent_run_execute, "delay", lambda **kwargs: None)
     fake_openai.script(Reply("Noted: blue."), Reply("You said blue."))
     first = run_sync(team, helper, "My colour is blue.")
-    queued = prepare_run(
+    queued = start(
         actor=team, agent_id=helper.pk, message="What colour?", mode="background", conversation_id=first.conversation_id
     ).run
     assert agent_run_execute.run(run_id=queued.pk) == "succeeded"
@@ -408,14 +411,13 @@ def test_a_streamed_run_is_stopped_at_its_timeout(team, helper, fake_openai):
 
 
 def test_abandoned_runs_are_failed_and_refunded(team, helper, fake_openai, monkeypatch):
-    from agents_app.runs import fail_abandoned_runs
     from agents_app.tasks import agent_run_execute, runs_fail_abandoned
 
     monkeypatch.setattr(agent_run_execute, "delay", lambda **kwargs: None)
-    start = balance(team)
-    running = prepare_run(actor=team, agent_id=helper.pk, message="Hi").run  # its process will "die"
-    queued = prepare_run(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
-    recent = prepare_run(actor=team, agent_id=helper.pk, message="Hi").run
+    initial = balance(team)
+    running = start(actor=team, agent_id=helper.pk, message="Hi").run  # its process will "die"
+    queued = start(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
+    recent = start(actor=team, agent_id=helper.pk, message="Hi").run
     fake_openai.script(Reply("Done."))
     done = run_sync(team, helper)
     old = done.created_at - timedelta(hours=2)
@@ -430,16 +432,16 @@ def test_abandoned_runs_are_failed_and_refunded(team, helper, fake_openai, monke
     refunded = CreditReservation.objects.filter(pk__in=[running.reservation_id, queued.reservation_id])
     assert set(refunded.values_list("status", flat=True)) == {"refunded"}
     held = CreditReservation.objects.get(pk=recent.reservation_id or 0).amount  # the live run keeps its own
-    assert balance(team) == start - done.cost - held
+    assert balance(team) == initial - done.cost - held
     assert fail_abandoned_runs() == 0  # nothing twice
-    late = finish_run(load_prepared(rows[running.pk]), result=None)
+    late = end(resume_queued_run(rows[running.pk]), result=None)
     assert late.error_code == "abandoned"  # a swept run cannot be finished later
 
 
 def test_a_runs_end_can_update_it_in_place(team, helper):
     # A run's row is written twice; its end may stay on the row's page without touching any index (a HOT
     # update) only if no indexed column changes and the page has room: both are properties of the table.
-    from agents_app.runs import _FINISH_FIELDS
+    from agents_app.runs.statements import END_FIELDS
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -451,7 +453,7 @@ def test_a_runs_end_can_update_it_in_place(team, helper):
         indexed = {column for _, columns in cursor.fetchall() for column in columns}
         cursor.execute("SELECT reloptions FROM pg_class WHERE oid = 'agents_app_agentrun'::regclass")
         options = cursor.fetchone()[0]
-    written_at_end = {AgentRun._meta.get_field(name).column for name in _FINISH_FIELDS}
+    written_at_end = {AgentRun._meta.get_field(name).column for name in END_FIELDS}
     assert indexed & written_at_end == set()
     assert indexed == {
         "id",

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from agents import ModelSettings
 from agents.testing import ScriptedModel, assistant_message, function_call
+from asgiref.sync import async_to_sync
 
-from agents_app import runs
 from agents_app.models import AgentRun
-from agents_app.runs import execute_run, prepare_run, stream_run
+from agents_app.runs import execution
+from agents_app.runs.execution import execute_run, stream_run
+from agents_app.runs.lifecycle import start_run
 from agents_app.services import agent_create, context_create, handoff_add
 from providers_app.runtime import ResolvedModel
 
@@ -31,10 +33,10 @@ def scripted(monkeypatch) -> dict[str, ScriptedModel]:
     def build_model(*, provider, model_name, settings) -> ResolvedModel:
         raise AssertionError("replaced per row below")
 
-    def resolver(prepared):
+    def resolver(active):
         def resolve(row):
             return ResolvedModel(
-                provider=prepared.root_provider,
+                provider=active.root_provider,
                 model_name="scripted",
                 model=models[row.name],
                 model_settings=ModelSettings(),
@@ -42,14 +44,14 @@ def scripted(monkeypatch) -> dict[str, ScriptedModel]:
 
         return resolve
 
-    monkeypatch.setattr(runs, "build_model", build_model)
-    monkeypatch.setattr(runs, "_resolver", resolver)
+    monkeypatch.setattr(execution, "build_model", build_model)
+    monkeypatch.setattr(execution, "model_resolver", resolver)
     return models
 
 
 def run(actor, agent, message: str = "Hello", **kwargs: Any) -> AgentRun:
-    prepared = prepare_run(actor=actor, agent_id=agent.pk, message=message, **kwargs)
-    return asyncio.run(execute_run(prepared))
+    active = async_to_sync(start_run)(actor=actor, agent_id=agent.pk, message=message, **kwargs)
+    return asyncio.run(execute_run(active))
 
 
 def test_handoff_chain_and_cycle(team, fake_provider, scripted):
@@ -159,10 +161,10 @@ def test_streaming_event_order(team, fake_provider, scripted):
     )
     scripted["Researcher"] = ScriptedModel([[assistant_message("Some facts.")]])
     scripted["Beta"] = ScriptedModel([[assistant_message("Streamed answer.")]])
-    prepared = prepare_run(actor=team, agent_id=alpha.pk, message="Hi", mode="stream")
+    active = async_to_sync(start_run)(actor=team, agent_id=alpha.pk, message="Hi", mode="stream")
 
     async def collect() -> list[dict[str, Any]]:
-        return [event async for event in stream_run(prepared)]
+        return [event async for event in stream_run(active)]
 
     events = asyncio.run(collect())
     assert [event["event"] for event in events] == [

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from agents_app.models import Agent, AgentContext, AgentHandoff
-from agents_app.runs import prepare_run
+from agents_app.runs.lifecycle import start_run
 from agents_app.services import agent_create, context_create, handoff_add
 
 
@@ -90,14 +91,14 @@ def test_detail_wires_handoffs_and_contexts(team, page_client, fake_provider):
 
 
 def test_chat_and_run_pages(team, page_client, helper):
-    prepared = prepare_run(actor=team, agent_id=helper.pk, message="What is <b>up</b>?")
+    active = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="What is <b>up</b>?")
     client = page_client(team)
-    chat = client.get(f"/agents/{helper.pk}/chat/?conversation={prepared.conversation_id}").content.decode()
+    chat = client.get(f"/agents/{helper.pk}/chat/?conversation={active.run.conversation_id}").content.decode()
     assert "What is &lt;b&gt;up&lt;/b&gt;?" in chat
     assert 'data-run-url="/api/v1/agents/' in chat
     assert "<script>" not in chat
-    run_page = client.get(f"/agents/runs/{prepared.run.pk}/").content.decode()
-    assert f"Run #{prepared.run.pk}" in run_page
+    run_page = client.get(f"/agents/runs/{active.run.pk}/").content.decode()
+    assert f"Run #{active.run.pk}" in run_page
     assert client.get(f"/agents/{helper.pk}/chat/?conversation=abc").status_code == 200
 
 
@@ -108,13 +109,13 @@ def test_chat_turns_follow_their_start_times_not_their_ids(team, page_client, he
 
     from agents_app.models import AgentRun
 
-    first = prepare_run(actor=team, agent_id=helper.pk, message="First question")
-    second = prepare_run(
-        actor=team, agent_id=helper.pk, message="Second question", conversation_id=first.conversation_id
+    first = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="First question")
+    second = async_to_sync(start_run)(
+        actor=team, agent_id=helper.pk, message="Second question", conversation_id=first.run.conversation_id
     )
     AgentRun.objects.filter(pk=second.run.pk).update(created_at=first.run.created_at - timedelta(seconds=1))
     AgentRun.objects.filter(pk=first.run.pk).update(created_at=first.run.created_at + timedelta(seconds=1))
-    chat = page_client(team).get(f"/agents/{helper.pk}/chat/?conversation={first.conversation_id}").content.decode()
+    chat = page_client(team).get(f"/agents/{helper.pk}/chat/?conversation={first.run.conversation_id}").content.decode()
     assert chat.index('<div class="msg user">Second question') < chat.index('<div class="msg user">First question')
 
 
@@ -125,7 +126,7 @@ def form_data(target) -> dict[str, object]:
 def test_outsider_gets_404_everywhere(team, helper, outsider, page_client):
     other = agent_create(actor=team, name="Other")
     context = context_create(actor=team, agent_id=helper.pk, name="c", data={})
-    run = prepare_run(actor=team, agent_id=helper.pk, message="hi").run
+    run = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="hi").run
     client = page_client(outsider)
     gets = [
         f"/agents/{helper.pk}/",

@@ -153,8 +153,8 @@ def test_runs_outside_the_platform_are_not_stored(fake_openai):
 def test_runs_inside_a_workflow_trace_are_grouped_under_it(team, helper, fake_openai):
     from agents import custom_span, trace
 
-    from agents_app.runs import execute_run, prepare_run
-    from config.db import db_call
+    from agents_app.runs.execution import execute_run
+    from agents_app.runs.lifecycle import start_run
     from providers_app.clients import close_clients_for_running_loop
 
     fake_openai.script(Reply("Step one done."), Reply("Step two done."))
@@ -164,8 +164,8 @@ def test_runs_inside_a_workflow_trace_are_grouped_under_it(team, helper, fake_op
         with trace("Workflow", metadata={"workspace_id": str(team.workspace.pk), "workflow_run_id": "7"}):
             for step in ("one", "two"):
                 with custom_span(f"step {step}"):
-                    prepared = await db_call(prepare_run, actor=team, agent_id=helper.pk, message=f"Do {step}")
-                    runs.append(await execute_run(prepared))
+                    active = await start_run(actor=team, agent_id=helper.pk, message=f"Do {step}")
+                    runs.append(await execute_run(active))
         await close_clients_for_running_loop()
         return runs
 
@@ -263,16 +263,16 @@ def test_guardrail_verdicts_and_mcp_listings_are_stored_in_the_runs_tree(team, h
     stored like any other: here a guardrail added to the run's SDK agent, and an MCP listing inside the run."""
     from agents import GuardrailFunctionOutput, InputGuardrail, mcp_tools_span
 
-    from agents_app import runs
+    from agents_app.runs import execution
 
     def polite(context, agent, message):
         with mcp_tools_span(server="files", result=["read_file"]):
             pass
         return GuardrailFunctionOutput(output_info={"checked": True}, tripwire_triggered=False)
 
-    build = runs.build_sdk_graph
+    build = execution.build_sdk_graph
     monkeypatch.setattr(
-        runs,
+        execution,
         "build_sdk_graph",
         lambda graph, resolve: build(graph, resolve).clone(
             input_guardrails=[InputGuardrail(guardrail_function=polite, name="polite")]
@@ -291,35 +291,3 @@ def test_guardrail_verdicts_and_mcp_listings_are_stored_in_the_runs_tree(team, h
     while agent.kind != "agent":
         agent = spans[agent.parent_id]
     assert agent.name == "Helper"
-
-
-def test_a_discarded_trace_is_not_stored_whenever_it_is_discarded(team):
-    # The run hot path discards the trace of a run whose start statement wrote nothing. The writer may
-    # not have seen the trace yet, or may have stored its start already: either way, nothing stays.
-    from agents import custom_span, trace
-
-    from traces_app.processor import discard_trace
-
-    metadata = {"workspace_id": str(team.workspace.pk)}
-    with trace("Never started", metadata=metadata) as early:
-        discard_trace(early.trace_id)  # before the writer saw anything of it
-        with custom_span("step"):
-            pass
-
-    late = trace("Started, then discarded", metadata=metadata)
-    late.start(mark_as_current=True)
-    with custom_span("step"):
-        pass
-    flush_traces()
-    assert Trace.objects.get(trace_id=late.trace_id).status == "running"
-    assert Span.objects.filter(trace_id=late.trace_id).count() == 1
-    discard_trace(late.trace_id)
-    with custom_span("after"):
-        pass
-    late.finish(reset_current=True)
-
-    with trace("Kept", metadata=metadata) as kept, custom_span("step"):
-        pass
-    flush_traces()
-    assert list(Trace.objects.values_list("trace_id", flat=True)) == [kept.trace_id]
-    assert set(Span.objects.values_list("trace_id", flat=True)) == {kept.trace_id}
