@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -207,6 +208,30 @@ def serve_asgi(app: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def streamed_run_events(server: str, agent_id: int, token: str) -> list[tuple[str, dict[str, Any]]]:
+    """POST a streamed run of ``agent_id`` with ``token`` to ``server``; return its events as (name, data)."""
+    import json
+
+    import httpx2
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    with httpx2.stream(
+        "POST",
+        f"{server}/api/v1/agents/{agent_id}/run",
+        json={"message": "Hi", "stream": True},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
 
 
 @pytest.fixture

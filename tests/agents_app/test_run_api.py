@@ -4,7 +4,6 @@ same on both."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 import httpx2
@@ -14,6 +13,7 @@ from accounts_app.models import CreditAccount, Role
 from accounts_app.services import api_token_create, api_token_revoke
 from agents_app.models import AgentRun, ConversationItem
 from agents_app.services import agent_create, context_create, handoff_add
+from tests.conftest import streamed_run_events
 from tests.factories import add_member, make_user
 from tests.fakes import Error, Reply, ToolCall
 
@@ -163,31 +163,12 @@ def test_a_context_is_given_to_the_model(team, helper, fake_openai, run):
     assert '"plan": "free"' in second
 
 
-def _streamed_events(server: str, agent_id: int, token: str) -> list[tuple[str, dict]]:
-    events = []
-    with httpx2.stream(
-        "POST",
-        f"{server}/api/v1/agents/{agent_id}/run",
-        json={"message": "Hi", "stream": True},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    ) as response:
-        assert response.status_code == 200
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line.removeprefix("data: "))))
-    return events
-
-
 def test_the_answer_the_done_event_and_the_stored_run_agree(team, api_client, helper, fake_openai, run, run_server):
     fake_openai.script(Reply("Same everywhere.", usage=(30, 7)), Reply("Same everywhere.", usage=(30, 7)))
     answer = run(helper.pk, {"message": "Hi"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    events = _streamed_events(run_server, helper.pk, api_token_create(actor=team, name="stream").raw)
+    events = streamed_run_events(run_server, helper.pk, api_token_create(actor=team, name="stream").raw)
     (first_name, first), (done_name, done) = events[0], events[-1]
     assert (first_name, done_name) == ("run", "done")
     assert first == {
@@ -209,7 +190,7 @@ def test_the_answer_the_done_event_and_the_stored_run_agree(team, api_client, he
 
 def test_a_failed_streamed_run_ends_with_error_then_done(team, helper, fake_openai, run_server):
     fake_openai.script(Error(401))
-    events = _streamed_events(run_server, helper.pk, api_token_create(actor=team, name="stream").raw)
+    events = streamed_run_events(run_server, helper.pk, api_token_create(actor=team, name="stream").raw)
     (error_name, error), (done_name, done) = events[-2], events[-1]
     assert (error_name, done_name) == ("error", "done")
     stored = AgentRun.objects.get(pk=done["run_id"])

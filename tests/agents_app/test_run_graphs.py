@@ -20,6 +20,7 @@ from accounts_app.services import api_token_create
 from agents_app.models import AgentRun
 from agents_app.services import agent_create, handoff_add
 from providers_app.services import provider_create
+from tests.conftest import streamed_run_events
 from tests.fakes import Reply, ToolCall
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,22 +126,7 @@ def test_a_streamed_handoff_runs_the_target_on_its_own_provider(team, alpha_beta
     alpha, beta = alpha_beta
     handoff_add(actor=team, agent_id=alpha.pk, target_id=beta.pk)
     fake_openai.script(ToolCall("transfer_to_beta"), Reply("Streamed from Beta."))
-    token = api_token_create(actor=team, name="stream").raw
-    events = []
-    with httpx2.stream(
-        "POST",
-        f"{asgi_server}/api/v1/agents/{alpha.pk}/run",
-        json={"message": "Hi", "stream": True},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    ) as response:
-        assert response.status_code == 200
-        name = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line.removeprefix("data: "))))
+    events = streamed_run_events(asgi_server, alpha.pk, api_token_create(actor=team, name="stream").raw)
     names = [n for n, _ in events]
     assert "error" not in names, events
     assert ("handoff", {"from": "Alpha", "to": "Beta"}) in events
