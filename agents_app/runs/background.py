@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from accounts_app.models import CreditReservation, ReservationStatus
@@ -16,6 +17,7 @@ from agents_app.exceptions import NotFoundError
 from agents_app.models import Agent, AgentRun, RunStatus
 from agents_app.runs.inputs import conversation_history
 from agents_app.runs.lifecycle import ActiveRun
+from agents_app.runs.statements import end_statement
 from agents_app.runtime import RunContext, load_graph
 from config.errors import ApplicationError, ConflictError
 from providers_app.models import Provider
@@ -51,7 +53,6 @@ def resume_queued_run(run: AgentRun) -> ActiveRun:
     return ActiveRun(
         run=run,
         graph=load_graph(root=agent),
-        message=run.input,
         context=RunContext(
             workspace_id=run.workspace_id, run_id=run.pk, context=run.context_data, metadata=run.metadata
         ),
@@ -63,21 +64,15 @@ def resume_queued_run(run: AgentRun) -> ActiveRun:
     )
 
 
-@transaction.atomic
 def fail_unstarted_run(*, run_id: int, error: ApplicationError) -> AgentRun:
-    """End a run that could not start (its agent is gone): failed, with the reason, credits refunded."""
-    run = AgentRun.objects.select_for_update().get(pk=run_id)
-    if run.is_terminal:
-        return run
-    run.status, run.error, run.error_code = RunStatus.FAILED, error.message, error.code
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "error", "error_code", "finished_at"])
-    reservation = (
-        CreditReservation.objects.filter(pk=run.reservation_id, status="open").first() if run.reservation_id else None
-    )
-    if reservation is not None:
-        credits_refund(reservation=reservation, reason=f"Run {run.pk} failed before starting")
-    return run
+    """End a run that could not start (its agent is gone) as failed, with the reason, its credits refunded, by
+    the same statement as every run's end. Returns the run as recorded."""
+    run = AgentRun.objects.get(pk=run_id)
+    sql, params = end_statement(run, result=None, usage={}, cost=Decimal(0), failure=error)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        claimed, _ = cursor.fetchone()
+    return run if claimed == 1 else AgentRun.objects.get(pk=run_id)
 
 
 ABANDONED_MESSAGES = {

@@ -15,7 +15,7 @@ from accounts_app.actor import Actor
 from accounts_app.services.credits import credits_refused
 from agents_app.models import AgentRun
 from agents_app.runs.inputs import check_message, inputs_need_queries, read_inputs, user_item
-from agents_app.runs.statements import end_statement, start_statement
+from agents_app.runs.statements import describe_run_error, end_statement, run_usage, start_statement
 from agents_app.runtime import Graph, RunContext
 from config import adb
 from config.db import db_call
@@ -30,7 +30,6 @@ class ActiveRun:
 
     run: AgentRun
     graph: Graph
-    message: str
     context: RunContext
     root_provider: Provider
     default_provider: Provider
@@ -40,7 +39,7 @@ class ActiveRun:
 
     def run_input(self) -> list[Any]:
         """The conversation so far plus the new message: what the starting agent receives."""
-        return [*self.history, user_item(self.message)]
+        return [*self.history, user_item(self.run.input)]
 
 
 async def start_run(
@@ -85,7 +84,6 @@ async def start_run(
     return ActiveRun(
         run=run,
         graph=inputs.definition.graph,
-        message=message,
         context=RunContext(
             workspace_id=actor.workspace.pk, run_id=run.pk, context=run.context_data, metadata=run.metadata
         ),
@@ -106,7 +104,9 @@ async def end_run(
     cancellation refund the reservation. Idempotent: only an unfinished run is claimed, and the conversation
     and credits move only with it; a run ended already (or swept as abandoned) is returned as recorded.
     """
-    sql, params = end_statement(active, result=result, error=error, cancelled=cancelled)
+    usage, cost = run_usage(active, result)
+    failure = describe_run_error(error, active) if error is not None else None
+    sql, params = end_statement(active.run, result=result, usage=usage, cost=cost, failure=failure, cancelled=cancelled)
     row = await adb.fetchone(sql, params)
     claimed, credited = row if row is not None else (0, 0)
     if claimed != 1:

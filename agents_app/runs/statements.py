@@ -223,29 +223,34 @@ END_FIELDS = (
 
 
 def end_statement(
-    active: ActiveRun, *, result: RunResultBase | None, error: BaseException | None = None, cancelled: bool = False
+    run: AgentRun,
+    *,
+    result: RunResultBase | None,
+    usage: dict[str, Any],
+    cost: Decimal,
+    failure: ApplicationError | None = None,
+    cancelled: bool = False,
 ) -> tuple[str, dict[str, Any]]:
-    """Set the run's outcome on ``active.run`` and return the statement that records it (no query).
+    """Set the run's outcome on ``run`` and return the statement that records it (no query).
 
-    Success records the output and the conversation's new turn and settles the credits at the real cost;
-    failure and cancellation refund them. The statement returns one row: whether it claimed the run (1 or 0:
-    only an unfinished run is claimed, so ending twice changes nothing) and how many credit entries it wrote.
+    Success (a ``result``, no ``failure``, not ``cancelled``) records the output and the conversation's new
+    turn (``run.input`` and what the run produced) and settles the credits at ``cost``; failure and
+    cancellation refund them. The statement returns one row: whether it claimed the run (1 or 0: only an
+    unfinished run is claimed, so ending twice changes nothing) and how many credit entries it wrote.
     """
-    run = active.run
     now = timezone.now()
     run.finished_at = now
     run.duration_ms = int((now - run.started_at).total_seconds() * 1000) if run.started_at else None
-    run.usage, cost = run_usage(active, result)
+    run.usage = usage
     if result is not None:
         run.new_items = to_json([item.to_input_item() for item in result.new_items])
         run.last_agent_name = result.last_agent.name if result.last_agent else ""
-    if error is None and not cancelled and result is not None:
+    if failure is None and not cancelled and result is not None:
         output = result.final_output
         run.final_output = to_json(output) if not isinstance(output, str) else output
         run.status = RunStatus.SUCCEEDED
         run.cost = cost
     else:
-        failure = describe_run_error(error, active) if error is not None else None
         run.status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
         run.error = failure.message if failure else "Cancelled: the client went away."
         run.error_code = failure.code if failure else "cancelled"
@@ -269,7 +274,7 @@ def end_statement(
             "run_conversation": run.conversation_id,
             "run_now": now,
             "run_items": ConversationItem._meta.get_field("data").get_db_prep_save(
-                [user_item(active.message), *run.new_items], value_connection()
+                [user_item(run.input), *run.new_items], value_connection()
             ),
         }
     if run.reservation_id:
