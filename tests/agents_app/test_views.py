@@ -103,8 +103,8 @@ def test_chat_and_run_pages(team, page_client, helper):
 
 
 def test_chat_turns_follow_their_start_times_not_their_ids(team, page_client, helper):
-    # Runs started by the hot path take ids from per-process blocks (config.adb.next_id): across
-    # processes a later turn may have a smaller id.
+    # Ids are not a creation order: concurrent starts take sequence values before they commit, and a
+    # sequence may be moved (a restore, a replica promoted). The chat orders turns by their start.
     from datetime import timedelta
 
     from agents_app.models import AgentRun
