@@ -5,7 +5,7 @@ No `from __future__ import annotations` here: ninja reads the annotations at run
 
 from django.http import HttpRequest
 from ninja import Query, Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from accounts_app import selectors, services
 from accounts_app.actor import Actor
@@ -28,6 +28,7 @@ from accounts_app.schemas import (
     WorkspaceOut,
 )
 from config.auth import request_actor
+from config.paginators import LimitOffset
 
 me_router = Router(tags=["me"])
 workspaces_router = Router(tags=["workspaces"])
@@ -163,7 +164,7 @@ def invitation_cancel(request: HttpRequest, workspace_id: int, invitation_id: in
 
 # --- tokens --------------------------------------------------------------------------------------
 @tokens_router.get("", response=list[TokenOut], summary="Tokens of this workspace you can manage")
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def token_list(request: HttpRequest):  # type: ignore[no-untyped-def]
     return selectors.api_token_list(actor=request_actor(request))
 
@@ -189,6 +190,6 @@ def credits_balance(request: HttpRequest) -> dict[str, object]:
 
 
 @credits_router.get("/ledger", response=list[LedgerEntryOut], summary="The usage ledger, newest first")
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def credits_ledger(request: HttpRequest, filters: Query[LedgerFilter]):  # type: ignore[no-untyped-def]
     return selectors.ledger_list(actor=request_actor(request), kind=filters.kind)

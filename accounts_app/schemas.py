@@ -10,6 +10,7 @@ from ninja import Field, ModelSchema, Schema
 from pydantic import field_validator, validate_email
 
 from accounts_app.models import ApiToken, Invitation, LedgerEntry, User
+from config.input import InputSchema
 
 RoleName = Literal["owner", "admin", "member", "viewer"]
 
@@ -40,7 +41,7 @@ class MeOut(Schema):
     via_token: bool
 
 
-class WorkspaceIn(Schema):
+class WorkspaceIn(InputSchema):
     name: str = Field(min_length=1, max_length=100)
 
     _strip = field_validator("name")(_not_blank)
@@ -52,11 +53,11 @@ class MemberOut(Schema):
     joined_at: datetime
 
 
-class MemberPatch(Schema):
+class MemberPatch(InputSchema):
     role: RoleName
 
 
-class InvitationIn(Schema):
+class InvitationIn(InputSchema):
     """Give exactly one of ``username`` or ``email``."""
 
     username: str = Field("", max_length=150)
@@ -87,7 +88,7 @@ class InvitationCreatedOut(InvitationOut):
     accept_url: str | None = None
 
 
-class TokenIn(Schema):
+class TokenIn(InputSchema):
     name: str = Field(min_length=1, max_length=100)
     expires_at: datetime | None = None
 
@@ -121,5 +122,5 @@ class LedgerEntryOut(ModelSchema):
         fields = ["id", "kind", "amount", "balance_after", "memo", "created_at"]
 
 
-class LedgerFilter(Schema):
+class LedgerFilter(InputSchema):
     kind: Literal["grant", "reserve", "settle", "refund"] | None = None

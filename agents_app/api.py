@@ -7,7 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from agents_app import portability, selectors, services
 from agents_app.events import run_events
@@ -37,6 +37,7 @@ from agents_app.schemas import (
 from agents_app.tasks import queue_run
 from config.auth import BrowserSessionAuth, DeferredTokenAuth, request_actor, request_actor_async
 from config.db import db_call
+from config.paginators import LimitOffset
 
 router = Router(tags=["agents"])
 runs_router = Router(tags=["runs"])
@@ -67,7 +68,7 @@ def _fresh(request: HttpRequest, agent_id: int) -> dict[str, Any]:
 
 
 @router.get("", response=list[AgentSummaryOut], summary="The workspace's agents")
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def agent_list(request: HttpRequest, search: str = ""):  # type: ignore[no-untyped-def]
     return selectors.agent_list(actor=request_actor(request), search=search[:100])
 
@@ -237,14 +238,14 @@ async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput)
 
 
 @router.get("/{agent_id}/runs", response=list[RunOut], summary="Runs of this agent, newest first")
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def agent_runs(request: HttpRequest, agent_id: int, filters: Query[RunFilter]):  # type: ignore[no-untyped-def]
     agent = selectors.agent_get(actor=request_actor(request), agent_id=agent_id)
     return selectors.run_list(actor=request_actor(request), agent_id=agent.pk, status=filters.status)
 
 
 @runs_router.get("", response=list[RunOut], summary="All runs of the workspace, newest first")
-@paginate(LimitOffsetPagination)
+@paginate(LimitOffset)
 def run_list(request: HttpRequest, filters: Query[RunFilter]):  # type: ignore[no-untyped-def]
     return selectors.run_list(actor=request_actor(request), status=filters.status)
 

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from django import forms
 
+from config.input import JsonFormField
 from providers_app.models import Provider
 
 
@@ -34,9 +35,10 @@ class AgentForm(forms.Form):
     handoff_description = forms.CharField(
         required=False, max_length=1000, help_text="Shown to agents that can hand off to this one."
     )
-    output_schema = forms.CharField(
+    output_schema = JsonFormField(
         label="Output schema (JSON Schema)",
         required=False,
+        empty_value=None,
         widget=forms.Textarea(attrs={"rows": 6, "class": "mono", "spellcheck": "false"}),
         help_text='Empty for plain text answers. Otherwise an object schema, e.g. {"type": "object", ...}.',
     )
@@ -45,16 +47,6 @@ class AgentForm(forms.Form):
         super().__init__(*args, **kwargs)
         provider_field = cast(forms.ChoiceField, self.fields["provider_id"])
         provider_field.choices = [("", "Workspace default"), *((p.pk, p.name) for p in providers)]
-
-    def clean_output_schema(self) -> dict[str, Any] | None:
-        raw = (self.cleaned_data.get("output_schema") or "").strip()
-        if not raw:
-            return None
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from None
-        return value
 
     def service_values(self) -> dict[str, Any]:
         """Return the cleaned data as agent service fields."""
@@ -98,19 +90,10 @@ class HandoffForm(forms.Form):
 class ContextForm(forms.Form):
     name = forms.CharField(max_length=100)
     # Not called "data": that is the bound form data of every Django form.
-    json_data = forms.CharField(
+    json_data = JsonFormField(
         label="Data",
         widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
         initial="{}",
         help_text="A JSON object.",
     )
     is_default = forms.BooleanField(required=False, label="Default context")
-
-    def clean_json_data(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.cleaned_data["json_data"] or "{}")
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg}.") from None
-        if not isinstance(value, dict):
-            raise forms.ValidationError("Give a JSON object.")
-        return value

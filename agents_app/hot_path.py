@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import functools
 import io
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -45,6 +44,8 @@ from agents_app.runs.answer import run_answer
 from agents_app.runs.execution import execute_run
 from agents_app.runs.lifecycle import start_run
 from agents_app.schemas import RUN_ANSWERS, AgentRunInput
+from config.errors import ApplicationError
+from config.input import parse_json_body
 from config.middleware import BothModesMiddleware, InlineHooksMixin, SkipForTokenApiMixin, bearer_token
 
 Scope = MutableMapping[str, Any]
@@ -186,8 +187,8 @@ async def _serve(
     scope: Scope, receive: Receive, send: Send, *, agent_id: int, body: bytes, request: HttpRequest
 ) -> None:
     try:
-        payload = AgentRunInput.model_validate(json.loads(body))
-    except (ValueError, ValidationError, RecursionError):  # RecursionError: arrays nested thousands deep
+        payload = AgentRunInput.model_validate(parse_json_body(body))
+    except (ApplicationError, ValidationError):  # Django's stack gives the same 4xx answer
         raise _HandOver from None
     if payload.stream or payload.background:
         raise _HandOver

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import yaml
+import yaml.composer
 from django.db import transaction
 
 from accounts_app.actor import Actor
@@ -17,6 +18,7 @@ from agents_app.models import Agent, AgentContext
 from agents_app.runtime import load_graph
 from agents_app.selectors import agent_get
 from agents_app.services import agent_create, context_create, handoff_add
+from config.input import check_json_value
 from providers_app.models import Provider
 
 FORMAT = "agents-platform/agents"
@@ -75,16 +77,46 @@ def agent_export_yaml(*, actor: Actor, agent_id: int) -> str:
     return yaml.safe_dump(agent_export(actor=actor, agent_id=agent_id), sort_keys=False, allow_unicode=True)
 
 
+class _JsonYamlLoader(yaml.SafeLoader):
+    """YAML as JSON can say it: no aliases (a few bytes of them expand to gigabytes), and no tags beyond JSON's
+    types (timestamps stay strings; binary and sets are refused)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in an import", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+_JsonYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag in ("tag:yaml.org,2002:binary", "tag:yaml.org,2002:set", "tag:yaml.org,2002:omap", "tag:yaml.org,2002:pairs"):
+    _JsonYamlLoader.add_constructor(_tag, _JsonYamlLoader.construct_undefined)  # type: ignore[type-var]
+
+
 def parse_document(text: str) -> dict[str, Any]:
-    """Parse a JSON or YAML export. Raises InvalidInputError when it is neither or not an object."""
+    """Parse a JSON or YAML export into JSON values (checked as the API checks a body, config/input.py).
+
+    Raises InvalidInputError when it is neither JSON nor YAML, uses aliases or non-JSON types, is not an
+    object, or holds what cannot be stored (a NUL byte, nesting deeper than API_MAX_JSON_DEPTH, ...).
+    """
     try:
-        data = yaml.safe_load(text)  # JSON is YAML too
+        data = yaml.load(text, Loader=_JsonYamlLoader)  # noqa: S506 (a SafeLoader without aliases); JSON is YAML too
     except yaml.YAMLError as exc:
         raise InvalidInputError(
             "The document is neither JSON nor YAML.", fields={"document": str(exc).splitlines()[0][:200]}
         ) from None
+    except RecursionError:
+        raise InvalidInputError(
+            "The document is nested too deeply.", fields={"document": "Nested too deeply."}
+        ) from None
     if not isinstance(data, dict):
         raise InvalidInputError("The document must be an object.", fields={"document": "Give an exported document."})
+    check_json_value(data, field="document")
     return data
 
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from ninja import Field, Schema
 
+from config.input import InputSchema
 
-class AgentIn(Schema):
+
+class AgentIn(InputSchema):
     name: str = Field(min_length=1, max_length=100)
     instructions: str = Field("", max_length=100_000)
     provider_id: int | None = Field(None, description="None: the workspace's default provider")
@@ -23,7 +25,7 @@ class AgentIn(Schema):
     max_turns: int = Field(10, ge=1, le=100)
 
 
-class AgentPatch(Schema):
+class AgentPatch(InputSchema):
     name: str | None = Field(None, min_length=1, max_length=100)
     instructions: str | None = Field(None, max_length=100_000)
     provider_id: int | None = None
@@ -37,7 +39,7 @@ class AgentPatch(Schema):
     max_turns: int | None = Field(None, ge=1, le=100)
 
 
-class HandoffIn(Schema):
+class HandoffIn(InputSchema):
     target_id: int
     tool_name: str = Field("", max_length=64)
     tool_description: str = Field("", max_length=1000)
@@ -50,19 +52,19 @@ class HandoffOut(Schema):
     tool_description: str
 
 
-class ModelIn(Schema):
+class ModelIn(InputSchema):
     provider_id: int | None = None
     model_name: str = Field("", max_length=200)
     model_settings: dict[str, Any] = Field(default_factory=dict)
 
 
-class ContextIn(Schema):
+class ContextIn(InputSchema):
     name: str = Field(min_length=1, max_length=100)
     data: dict[str, Any] = Field(default_factory=dict)
     is_default: bool | None = None
 
 
-class ContextPatch(Schema):
+class ContextPatch(InputSchema):
     name: str | None = Field(None, min_length=1, max_length=100)
     data: dict[str, Any] | None = None
     is_default: bool | None = None
@@ -105,14 +107,14 @@ class AgentSummaryOut(Schema):
     updated_at: datetime
 
 
-class ImportIn(Schema):
+class ImportIn(InputSchema):
     """Give the exported document as JSON (``document``) or as JSON/YAML text (``text``)."""
 
     document: dict[str, Any] | None = None
     text: str | None = Field(None, max_length=2_000_000)
 
 
-class AgentRunInput(Schema):
+class AgentRunInput(InputSchema):
     message: str = Field(min_length=1, max_length=100_000)
     context_id: int | None = None
     conversation_id: int | None = Field(None, description="Continue a conversation; omitted: a new one")
@@ -213,5 +215,5 @@ class RunDetailOut(RunOut):
     metadata: dict[str, Any]
 
 
-class RunFilter(Schema):
+class RunFilter(InputSchema):
     status: str | None = Field(None, pattern="^(queued|running|succeeded|failed|cancelled)$")

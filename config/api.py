@@ -18,6 +18,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from config.auth import BrowserSessionAuth, TokenAuth
 from config.errors import ApplicationError, InvalidInputError
+from config.input import ApiParser
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ api = NinjaAPI(
     ),
     auth=[TokenAuth(), BrowserSessionAuth()],
     urls_namespace="api",
+    parser=ApiParser(),
 )
 
 
@@ -101,6 +103,11 @@ def on_authentication_error(request: HttpRequest, exc: AuthenticationError) -> H
 
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    cause = exc.__cause__  # ninja wraps whatever the body parser raised (config/input.py)
+    if isinstance(cause, InvalidInputError):
+        return on_invalid_input(request, cause)
+    if isinstance(cause, ApplicationError):
+        return on_application_error(request, cause)
     codes = {
         400: "bad_request",
         403: "permission_denied",

@@ -14,12 +14,13 @@ from csp import middleware as csp_middleware
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.middleware import clickjacking, common, csrf, security
 from django.shortcuts import render
 from django_htmx.http import reswap, retarget
 
 from config.errors import ApplicationError
+from config.input import INT64_MAX
 
 
 class BothModesMiddleware:
@@ -35,16 +36,18 @@ class BothModesMiddleware:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
-        self.process_request(request)
+        early = self.process_request(request)
         if self.is_async:
-            return self._acall(request)
-        return self.process_response(request, self.get_response(request))
+            return self._acall(request, early)
+        return self.process_response(request, early or self.get_response(request))
 
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return self.process_response(request, await self.get_response(request))
+    async def _acall(self, request: HttpRequest, early: HttpResponse | None) -> HttpResponse:
+        return self.process_response(request, early or await self.get_response(request))
 
-    def process_request(self, request: HttpRequest) -> None:
-        """Runs before the view; must not block (no queries): it runs on the event loop in async chains."""
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        """Runs before the view; must not block (no queries): it runs on the event loop in async chains. A
+        response it returns is the answer (the view is not called), as with Django's MiddlewareMixin."""
+        return None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         return response
@@ -71,11 +74,26 @@ class ApplicationErrorMiddleware(BothModesMiddleware):
 
 
 class ApiErrorShapeMiddleware(BothModesMiddleware):
-    """Give the API's routing errors (unknown path 404, wrong method 405) the API's JSON error format.
+    """Give the API's routing errors (unknown path 404, wrong method 405) the API's JSON error format, and
+    refuse API paths no endpoint can take: a NUL byte (400) or an id beyond 64 bits (404: no object has it).
+    A page's address with a NUL byte (path or query) is a plain 400.
 
-    Errors raised inside endpoints already have it (config/api.py); these two are answered by Django's
-    URL resolver and ninja's method dispatch before any endpoint runs.
+    Errors raised inside endpoints already have the format (config/api.py); these are answered by Django's
+    URL resolver and ninja's method dispatch before any endpoint runs. Bodies and queries are checked by
+    config/input.py.
     """
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        if not request.path.startswith("/api/"):
+            # Pages: no view can store or look up a NUL byte (Postgres refuses it in text).
+            if "\x00" in request.path or any("\x00" in v for k, vs in request.GET.lists() for v in (k, *vs)):
+                return HttpResponseBadRequest("The address holds a NUL byte.", content_type="text/plain")
+            return None
+        if "\x00" in request.path:
+            return JsonResponse({"detail": "The path holds a NUL byte.", "code": "bad_request"}, status=400)
+        if any(p.isascii() and p.isdigit() and (len(p) > 19 or int(p) > INT64_MAX) for p in request.path.split("/")):
+            return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+        return None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if (

@@ -1,10 +1,15 @@
-"""Paginators for tables too large to count on every page view."""
+"""Paginators: the API's pages, and the admin's for tables too large to count on every page view."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
+from ninja import Field, Schema
+from ninja.pagination import LimitOffsetPagination
+
+from config.input import MAX_OFFSET
 
 ESTIMATE_ABOVE = 100_000
 
@@ -29,3 +34,11 @@ class EstimatedCountPaginator(Paginator):
             if row is not None and row[0] > ESTIMATE_ABOVE:
                 return int(row[0])
         return super().count
+
+
+class LimitOffset(LimitOffsetPagination):
+    """ninja's ``limit``/``offset`` pages for the API, with the offset bounded (config.input.MAX_OFFSET)."""
+
+    class Input(Schema):
+        limit: int = Field(settings.NINJA_PAGINATION_PER_PAGE, ge=1, le=settings.NINJA_PAGINATION_MAX_LIMIT)
+        offset: int = Field(0, ge=0, le=MAX_OFFSET)

@@ -19,3 +19,5 @@ urlpatterns = [
     path("traces/", include("traces_app.urls")),
     path("", include("accounts_app.urls_workspace")),
 ]
+
+handler400 = "config.error_views.bad_request"

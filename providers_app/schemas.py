@@ -7,10 +7,12 @@ from typing import Any, Literal
 
 from ninja import Field, Schema
 
+from config.input import InputSchema
+
 ProviderTypeName = Literal["openai", "anthropic", "google", "huggingface", "custom", "local"]
 
 
-class ProviderIn(Schema):
+class ProviderIn(InputSchema):
     type: ProviderTypeName
     name: str = Field(min_length=1, max_length=100)
     api_key: str = Field("", max_length=1000, description="Write-only; shown masked afterwards.")
@@ -23,7 +25,7 @@ class ProviderIn(Schema):
     is_default: bool | None = None
 
 
-class ProviderPatch(Schema):
+class ProviderPatch(InputSchema):
     """Only the fields sent change. Omit ``api_key`` to keep it, send a new one to rotate it."""
 
     name: str | None = Field(None, min_length=1, max_length=100)

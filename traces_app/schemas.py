@@ -5,8 +5,10 @@ from typing import Any
 
 from ninja import Field, Schema
 
+from config.input import InputSchema
 
-class TraceFilter(Schema):
+
+class TraceFilter(InputSchema):
     status: str | None = Field(None, pattern="^(running|ok|error)$")
     since: datetime | None = Field(None, description="Traces started at or after this time")
     until: datetime | None = Field(None, description="Traces started before this time")
@@ -73,7 +75,7 @@ class RetentionOut(Schema):
     retention_days: int = Field(description="Traces older than this are deleted (hourly)")
 
 
-class RetentionIn(Schema):
+class RetentionIn(InputSchema):
     retention_days: int
 
 
@@ -81,5 +83,5 @@ class ForwardingOut(Schema):
     openai_provider_id: int | None = Field(description="Traces also go to OpenAI's dashboard with this provider's key")
 
 
-class ForwardingIn(Schema):
+class ForwardingIn(InputSchema):
     openai_provider_id: int | None

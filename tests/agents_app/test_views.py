@@ -59,7 +59,7 @@ def test_create_then_edit(team, page_client, fake_provider):
     ("data", "message"),
     [
         ({"name": "", "max_turns": "10"}, "This field is required."),
-        ({"name": "x", "max_turns": "10", "output_schema": "{nope"}, "Not valid JSON"),
+        ({"name": "x", "max_turns": "10", "output_schema": "{nope"}, "not valid JSON"),
         ({"name": "x", "max_turns": "10", "output_schema": '{"type": "array"}'}, "must have"),
         ({"name": "x", "max_turns": "0"}, "greater than or equal to 1"),
         ({"name": "x", "max_turns": "10", "temperature": "7"}, "less than or equal to 2"),
