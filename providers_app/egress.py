@@ -38,6 +38,8 @@ _EXTRA_BLOCKED = [
         "198.18.0.0/15",
         "224.0.0.0/4",
         "240.0.0.0/4",
+        "::/96",  # IPv4-compatible (deprecated): ::127.0.0.1 is 127.0.0.1 to some stacks
+        "::ffff:0:0/96",  # IPv4-mapped
         "64:ff9b::/96",
         "64:ff9b:1::/48",
         "2002::/16",
@@ -93,11 +95,29 @@ def host_allowlisted(host: str) -> bool:
     return host.lower().rstrip(".") in names
 
 
+def literal_address(host: str) -> IPAddress | None:
+    """Return the address ``host`` spells literally, read as the system's resolver reads it (also inet_aton's
+    legacy IPv4 forms: ``127.1``, ``2130706433``, ``0x7f000001``, ``0177.0.0.1``), or None for a name."""
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not host or not all(c.isalnum() or c == "." for c in host) or not host[0].isdigit():
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 def check_base_url(url: str) -> str | None:
     """Return why ``url`` may not be used as an endpoint, or None when it may (checked without DNS).
 
-    Refuses non-HTTP schemes, credentials in the URL, and literal addresses or well-known internal
-    names that are not allowlisted. Names that resolve to private addresses are caught at connect time.
+    Refuses non-HTTP schemes, credentials in the URL, percent-encoded hosts, addresses not written in their
+    standard form (``127.1``, ``0x7f.1``, ``2130706433``, ``0177.0.0.1``: resolvers read them differently),
+    and literal addresses or well-known internal names that are not allowlisted. Names that resolve to
+    private addresses are caught at connect time.
     """
     try:
         parts = urlsplit(url)
@@ -113,12 +133,13 @@ def check_base_url(url: str) -> str | None:
         return "The URL has no host."
     if port == 0:
         return "The port is not valid."
+    if "%" in host:
+        return "Write the host without percent-encoding."
+    literal = literal_address(host)
+    if literal is not None and str(literal) != host.strip("[]"):
+        return f"Write the address in its standard form ({literal}), or use a host name."
     if host_allowlisted(host):
         return None
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
     if literal is not None and not address_allowed(literal):
         return f"{host} is a private or reserved address; an operator must allowlist it (PROVIDER_EGRESS_ALLOWLIST)."
     if literal is None and (host in _BLOCKED_NAMES or host.endswith(_BLOCKED_SUFFIXES)):
@@ -128,10 +149,7 @@ def check_base_url(url: str) -> str | None:
 
 async def resolve_allowed(host: str, port: int) -> list[str]:
     """Resolve ``host`` and return its addresses; raise when it does not resolve or any address is refused."""
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
+    literal = literal_address(host)
     if literal is not None:
         addresses = [literal]
     else:

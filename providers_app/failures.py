@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
 from django.conf import settings
 
@@ -43,6 +44,10 @@ def describe_failure(exc: BaseException, provider: Provider) -> ProviderError:
         )
     if isinstance(exc, EgressDeniedError):
         return ProviderError(f"Provider '{name}': {exc.message}", code="provider_address_blocked")
+    if isinstance(exc, httpx2.InvalidURL):
+        return ProviderError(
+            f"Provider '{name}': its base URL is not valid ({exc}). Check the base URL.", code="provider_bad_base_url"
+        )
     if isinstance(exc, HostNotFoundError):
         return ProviderError(
             f"Provider '{name}': the host of its base URL was not found ({where}). Check the base URL.",

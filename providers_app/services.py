@@ -245,9 +245,10 @@ class ProviderTestResult:
 
 
 async def _probe(provider: Provider) -> ProviderTestResult:
-    client = new_client(provider, max_retries=0, timeout=settings.PROVIDER_TEST_TIMEOUT_SECONDS)
     started = time.perf_counter()
+    client = None
     try:
+        client = new_client(provider, max_retries=0, timeout=settings.PROVIDER_TEST_TIMEOUT_SECONDS)
         page = await client.models.list()
         names = sorted(m.id for m in page.data)[:MAX_MODELS]
     except Exception as exc:
@@ -256,7 +257,8 @@ async def _probe(provider: Provider) -> ProviderTestResult:
             False, round((time.perf_counter() - started) * 1000, 1), [], failure.message, failure.code
         )
     finally:
-        await client.close()
+        if client is not None:
+            await client.close()
     latency = round((time.perf_counter() - started) * 1000, 1)
     listed = f"{len(names)} model{'' if len(names) == 1 else 's'} listed"
     return ProviderTestResult(True, latency, names, f"Connected in {latency:.0f} ms; {listed}.")

@@ -194,3 +194,54 @@ def test_a_failing_provider_call_never_returns_500(provider, team, api_client, f
     result = post(api_client(team), f"/api/v1/providers/{provider['id']}/test")
     assert result.status_code == 200
     assert result.json()["code"] == "provider_server_error"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.1",
+        "2130706433",
+        "0x7f000001",
+        "0x7f.1",
+        "0",
+        "0177.0.0.1",
+        "127.000.000.001",
+        "%31%32%37.0.0.1",
+        "[::127.0.0.1]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "169.254.169.254",
+        "[::1]",
+    ],
+)
+def test_every_spelling_of_an_internal_address_is_refused_at_save(team, api_client, host):
+    response = post(
+        api_client(team),
+        "/api/v1/providers",
+        {"type": "custom", "name": "Sneaky", "base_url": f"http://{host}:8081/v1"},
+    )
+    assert response.status_code == 422, response.content
+    assert "base_url" in {error["field"] for error in response.json()["errors"]}
+
+
+def test_a_public_address_in_a_legacy_spelling_is_asked_for_in_its_standard_form(team, api_client):
+    response = post(
+        api_client(team), "/api/v1/providers", {"type": "custom", "name": "Odd", "base_url": "http://134744072/v1"}
+    )
+    assert response.status_code == 422
+    assert "8.8.8.8" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("host", ["0177.0.0.1", "127.000.000.001", "2130706433", "[::127.0.0.1]"])
+def test_a_stored_url_with_such_an_address_fails_its_test_clearly(team, api_client, host):
+    from providers_app.models import Provider
+
+    created = post(
+        api_client(team), "/api/v1/providers", {"type": "custom", "name": "Old", "base_url": "https://example.com/v1"}
+    ).json()
+    Provider.objects.filter(pk=created["id"]).update(base_url=f"http://{host}:8081/v1")  # saved before the check
+    response = post(api_client(team), f"/api/v1/providers/{created['id']}/test")
+    assert response.status_code == 200, response.content
+    result = response.json()
+    assert result["ok"] is False
+    assert result["code"] in {"provider_address_blocked", "provider_bad_base_url"}
