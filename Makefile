@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # crashed here (AVX-512), so it is built for a portable x86-64/AVX2 baseline. About 6 minutes, once.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: run test lint format lock install clean
+.PHONY: run test fuzz lint format lock install clean
 
 $(STAMP): requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	@scripts/ensure-test-services
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) -m pytest $(PYTEST_ARGS)
+
+## Fuzz every API operation longer than `make test` does (schemathesis, FUZZ_EXAMPLES per operation).
+fuzz: $(STAMP)
+	@scripts/ensure-test-services
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m pytest tests/test_api_fuzz.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,7 +10,7 @@ from ninja import Field, ModelSchema, Schema
 from pydantic import field_validator, validate_email
 
 from accounts_app.models import ApiToken, Invitation, LedgerEntry, User
-from config.input import InputSchema
+from config.input import InputSchema, IsoDatetime, QuerySchema
 
 RoleName = Literal["owner", "admin", "member", "viewer"]
 
@@ -90,7 +90,7 @@ class InvitationCreatedOut(InvitationOut):
 
 class TokenIn(InputSchema):
     name: str = Field(min_length=1, max_length=100)
-    expires_at: datetime | None = None
+    expires_at: IsoDatetime | None = None
 
     _strip = field_validator("name")(_not_blank)
 
@@ -122,5 +122,5 @@ class LedgerEntryOut(ModelSchema):
         fields = ["id", "kind", "amount", "balance_after", "memo", "created_at"]
 
 
-class LedgerFilter(InputSchema):
+class LedgerFilter(QuerySchema):
     kind: Literal["grant", "reserve", "settle", "refund"] | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 from ninja import Field, Schema
 
-from config.input import InputSchema
+from config.input import InputSchema, QuerySchema
 
 
 class AgentIn(InputSchema):
@@ -215,5 +215,5 @@ class RunDetailOut(RunOut):
     metadata: dict[str, Any]
 
 
-class RunFilter(InputSchema):
+class RunFilter(QuerySchema):
     status: str | None = Field(None, pattern="^(queued|running|succeeded|failed|cancelled)$")

@@ -9,7 +9,8 @@ so that no endpoint checks these one field at a time:
   API_MAX_JSON_DEPTH objects and arrays (a stored value is read, exported and walked recursively later);
 - query values hold no NUL byte, and a query names only parameters its endpoint declares.
 
-Input schemas refuse fields they do not know (``InputSchema``); the path is checked by
+Body and query schemas refuse fields they do not know (``InputSchema``, ``QuerySchema``), and bodies refuse
+values of another JSON type; the path is checked by
 config.middleware.ApiErrorShapeMiddleware. Violations are 422 with the offending field, in the API's format.
 """
 
@@ -19,7 +20,8 @@ import functools
 import json
 import math
 import re
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from django import forms
 from django.conf import settings
@@ -27,7 +29,7 @@ from django.http import HttpRequest
 from django.utils.datastructures import MultiValueDict
 from ninja import Schema
 from ninja.parser import Parser
-from pydantic import ConfigDict
+from pydantic import BeforeValidator, ConfigDict, Field
 
 from config.errors import ApplicationError, InvalidInputError
 
@@ -39,9 +41,33 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class InputSchema(Schema):
-    """The base of every request body and query schema: a field it does not know is an error, not ignored."""
+    """The base of every request body schema: a field it does not know is an error, not ignored, and a value of
+    another JSON type is an error, not converted (``0`` is not ``false``, ``"10"`` not ``10``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class QuerySchema(Schema):
+    """The base of every query schema: a parameter it does not know is an error. Values arrive as text and are
+    converted to the field's type (``?limit=10``)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _iso_text(value: Any) -> Any:
+    try:
+        # Text only: pydantic would also read a number of seconds. In UTC: Postgres refuses offsets beyond
+        # ±15:59, which ISO 8601 allows up to ±23:59. Without an offset, UTC is meant.
+        when = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if isinstance(when, datetime):
+            return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError):
+        pass
+    raise ValueError("Give a date and time in ISO 8601, e.g. 2026-12-31T23:59:00Z.")
+
+
+# A date and time given as ISO 8601 text (in a body or a query), never a number.
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_text), Field(strict=False)]
 
 
 class MalformedBodyError(ApplicationError):

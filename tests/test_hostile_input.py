@@ -300,3 +300,38 @@ def test_a_pages_json_field_refuses_what_the_api_refuses(team, page_client, agen
 @pytest.mark.parametrize("url", ["/traces/trace_%00x/", "/agents/?q=a%00b", "/credits/?kind=%00", "/agents/?%00=1"])
 def test_a_page_address_with_a_nul_byte_is_400(team, page_client, url):
     assert page_client(team).get(url).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00+05:00", "0.5", "1700000000", "2026-13-01T00:00:00Z", "yesterday"]
+)
+def test_a_date_that_postgres_or_iso_8601_cannot_take_is_422(client, value):
+    from urllib.parse import quote
+
+    assert_4xx(client.get(f"/api/v1/traces?since={quote(value)}"), 422, "validation_error", "since")
+    raw = json.dumps({"name": "t", "expires_at": value})
+    assert_4xx(send(client, "post", "/api/v1/tokens", raw), 422, "validation_error", "expires_at")
+
+
+def test_a_date_with_any_valid_offset_is_read_in_utc(client):
+    response = send(
+        client, "post", "/api/v1/tokens", json.dumps({"name": "t", "expires_at": "2099-01-01T20:00:00+23:00"})
+    )
+    assert response.status_code in (200, 201), response.content
+    assert response.json()["expires_at"].startswith("2098-12-31T21:00:00")
+    assert client.get("/api/v1/traces?since=2026-01-01T00:00:00-15:30").status_code == 200
+    assert client.get("/api/v1/traces?since=0388-09-02T01:17:09%2B23:58").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/providers", {"type": "openai", "name": "p", "api_key": "sk-x", "is_default": 0}, "is_default"),
+        ("/api/v1/agents", {"name": "a", "max_turns": "10"}, "max_turns"),
+        ("/api/v1/agents", {"name": "a", "max_turns": 10.0}, "max_turns"),
+        ("/api/v1/agents", {"name": 7}, "name"),
+        ("/api/v1/tokens", {"name": "t", "expires_at": 1700000000}, "expires_at"),
+    ],
+)
+def test_a_value_of_another_json_type_is_422_not_converted(client, path, body, field):
+    assert_4xx(send(client, "post", path, json.dumps(body)), 422, "validation_error", field)

@@ -5,13 +5,13 @@ from typing import Any
 
 from ninja import Field, Schema
 
-from config.input import InputSchema
+from config.input import InputSchema, IsoDatetime, QuerySchema
 
 
-class TraceFilter(InputSchema):
+class TraceFilter(QuerySchema):
     status: str | None = Field(None, pattern="^(running|ok|error)$")
-    since: datetime | None = Field(None, description="Traces started at or after this time")
-    until: datetime | None = Field(None, description="Traces started before this time")
+    since: IsoDatetime | None = Field(None, description="Traces started at or after this time")
+    until: IsoDatetime | None = Field(None, description="Traces started before this time")
     min_duration_ms: int | None = Field(None, ge=0)
     max_duration_ms: int | None = Field(None, ge=0)
     search: str = Field("", max_length=200, description="Part of the trace's name, or its exact trace id")

@@ -108,13 +108,10 @@ def test_handoffs_contexts_and_model(team, api_client, fake_provider):
     )
 
 
-def test_the_run_endpoint_documents_both_ways_to_authenticate(client):
+def test_the_run_endpoint_documents_its_bearer_token(client):
     spec = client.get("/api/v1/openapi.json").json()
     operation = next(op for path, ops in spec["paths"].items() if path.endswith("/run") for op in ops.values())
-    assert {name for requirement in operation["security"] for name in requirement} == {
-        "DeferredTokenAuth",
-        "BrowserSessionAuth",
-    }
+    assert operation["security"] == [{"bearerAuth": []}]  # (the browser's session works too, with CSRF)
 
 
 async def _read_sse(response) -> list[tuple[str, dict]]:
