@@ -37,6 +37,16 @@ def pytest_runtest_call(item: pytest.Item):
         forwarding.keys.refresh_soon()  # the next test's workspaces are not this one's
 
 
+# A line a test wants in the run's summary (the tenancy matrix's coverage).
+SUMMARY = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    line = config.stash.get(SUMMARY, None)
+    if line:
+        terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run browser tests last: they are the slowest, and a failure elsewhere should show first."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -34,6 +34,7 @@ CHECKS = [
     negative_data_rejection,
 ]
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
+TRANSPORT_HEADERS = {"content-length", "transfer-encoding", "host", "connection", "expect", "te", "upgrade"}
 
 
 @pytest.fixture
@@ -48,4 +49,7 @@ schema = schemathesis.openapi.from_dict(api.get_openapi_schema())
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_as_documented(case, asgi_server, fuzz_headers):
+    # Headers that frame the HTTP message belong to the client, not to the API: a forged Content-Length is
+    # answered by the HTTP server (uvicorn) before the app, in its own format.
+    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in TRANSPORT_HEADERS}
     case.call_and_validate(base_url=asgi_server, headers=fuzz_headers, checks=CHECKS)
