@@ -138,8 +138,8 @@ def agent_model(request: HttpRequest, agent_id: int, payload: ModelIn) -> dict[s
         actor=request_actor(request),
         agent_id=agent_id,
         provider_id=payload.provider_id,
-        model_name=payload.model_name,
-        model_settings=payload.model_settings,
+        model_name=payload.model,
+        model_settings=payload.model_settings(),
     )
     return _fresh(request, agent_id)
 
@@ -177,7 +177,18 @@ def context_list(request: HttpRequest, agent_id: int) -> list[AgentContext]:
 
 @router.post("/{agent_id}/contexts", response={201: ContextOut})
 def context_create(request: HttpRequest, agent_id: int, payload: ContextIn) -> Status:
-    return Status(201, services.context_create(actor=request_actor(request), agent_id=agent_id, **payload.dict()))
+    if payload.agent_id is not None and payload.agent_id != agent_id:
+        raise InvalidInputError(
+            "The body's agent_id is not the path's.", fields={"agent_id": "Omit it, or give the path's agent id."}
+        )
+    context = services.context_create(
+        actor=request_actor(request),
+        agent_id=agent_id,
+        name=payload.name,
+        data=payload.content,
+        is_default=payload.is_default,
+    )
+    return Status(201, context)
 
 
 @router.get("/{agent_id}/contexts/{context_id}", response=ContextOut)
@@ -188,8 +199,11 @@ def context_get(request: HttpRequest, agent_id: int, context_id: int) -> AgentCo
 
 @router.patch("/{agent_id}/contexts/{context_id}", response=ContextOut)
 def context_update(request: HttpRequest, agent_id: int, context_id: int, payload: ContextPatch) -> AgentContext:
+    changes = payload.dict(exclude_unset=True)
+    if "content" in changes:
+        changes["data"] = changes.pop("content")
     return services.context_update(
-        actor=request_actor(request), agent_id=agent_id, context_id=context_id, changes=payload.dict(exclude_unset=True)
+        actor=request_actor(request), agent_id=agent_id, context_id=context_id, changes=changes
     )
 
 

@@ -53,28 +53,52 @@ class HandoffOut(Schema):
 
 
 class ModelIn(InputSchema):
+    """The spec's ``ModelConfig``: the agent's provider (None: the workspace default), model and its settings."""
+
     provider_id: int | None = None
-    model_name: str = Field("", max_length=200)
-    model_settings: dict[str, Any] = Field(default_factory=dict)
+    model: str = Field(max_length=200, description="Empty: the provider's default model")
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    additional_params: dict[str, Any] | None = Field(None, description="Provider-specific request parameters")
+
+    def model_settings(self) -> dict[str, Any]:
+        """Return the settings as the agent stores them (``extra`` holds the additional parameters)."""
+        settings: dict[str, Any] = {
+            k: v
+            for k, v in (("temperature", self.temperature), ("top_p", self.top_p), ("max_tokens", self.max_tokens))
+            if v is not None
+        }
+        if self.additional_params:
+            settings["extra"] = self.additional_params
+        return settings
 
 
 class ContextIn(InputSchema):
+    """The spec's ``ContextCreate``; its ``agent_id``, if sent, must be the path's."""
+
     name: str = Field(min_length=1, max_length=100)
-    data: dict[str, Any] = Field(default_factory=dict)
+    content: dict[str, Any] = Field(default_factory=dict, description="Shown to the model and passed to tools")
     is_default: bool | None = None
+    agent_id: int | None = None
 
 
 class ContextPatch(InputSchema):
     name: str | None = Field(None, min_length=1, max_length=100)
-    data: dict[str, Any] | None = None
+    content: dict[str, Any] | None = None
     is_default: bool | None = None
 
 
 class ContextOut(Schema):
     id: int
+    agent_id: int
     name: str
-    data: dict[str, Any]
+    content: dict[str, Any]
     is_default: bool
+
+    @staticmethod
+    def resolve_content(obj: Any) -> dict[str, Any]:
+        return obj["data"] if isinstance(obj, dict) else obj.data
 
 
 class AgentOut(Schema):

@@ -22,11 +22,11 @@ def provider_out(provider: Provider) -> dict[str, Any]:
         "key_hint": provider.key_hint,
         "has_key": bool(provider.key_hint),
         "base_url": provider.effective_base_url,
-        "organization": provider.organization,
+        "organization_id": provider.organization,
         "models": provider.model_list(),
         "default_model": provider.default_model,
         "header_names": provider.header_names,
-        "config": provider.config or {},
+        "additional_config": provider.config or {},
         "is_default": provider.is_default,
         "created_at": provider.created_at,
         "updated_at": provider.updated_at,
@@ -43,7 +43,7 @@ def provider_list(request: HttpRequest) -> list[dict[str, Any]]:
 
 @router.post("", response={201: ProviderOut}, summary="Add a provider")
 def provider_create(request: HttpRequest, payload: ProviderIn) -> Status:
-    provider = services.provider_create(actor=request_actor(request), **payload.dict())
+    provider = services.provider_create(actor=request_actor(request), **payload.service_values())
     return Status(201, provider_out(provider))
 
 
@@ -54,7 +54,7 @@ def provider_get(request: HttpRequest, provider_id: int) -> dict[str, Any]:
 
 @router.patch("/{provider_id}", response=ProviderOut, summary="Change fields; omit api_key to keep it")
 def provider_update(request: HttpRequest, provider_id: int, payload: ProviderPatch) -> dict[str, Any]:
-    changes = payload.dict(exclude_unset=True)
+    changes = payload.service_changes()
     return provider_out(
         services.provider_update(actor=request_actor(request), provider_id=provider_id, changes=changes)
     )

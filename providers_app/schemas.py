@@ -12,17 +12,29 @@ from config.input import InputSchema
 ProviderTypeName = Literal["openai", "anthropic", "google", "huggingface", "custom", "local"]
 
 
+# The spec's ProviderConfig names, and the provider service's for the same things.
+_SERVICE_NAMES = {"organization_id": "organization", "additional_config": "config"}
+
+
 class ProviderIn(InputSchema):
+    """The spec's ``ProviderConfig``; ``name`` is optional (derived from the type), the rest are additions."""
+
     type: ProviderTypeName
-    name: str = Field(min_length=1, max_length=100)
     api_key: str = Field("", max_length=1000, description="Write-only; shown masked afterwards.")
     base_url: str = Field("", max_length=500, description="Defaults to the type's OpenAI-compatible endpoint.")
-    organization: str = Field("", max_length=200)
     models: list[str] = Field(default_factory=list, max_length=200)
     default_model: str = Field("", max_length=200)
+    organization_id: str = Field("", max_length=200)
+    additional_config: dict[str, Any] = Field(
+        default_factory=dict, description='Prices: {"prices": {"<model>": {"input": 0.4, "output": 1.6}}}'
+    )
+    name: str = Field("", max_length=100, description="Empty: the type's name (OpenAI, OpenAI (2), ...)")
     extra_headers: dict[str, str] = Field(default_factory=dict, description="Write-only values; names are shown.")
-    config: dict[str, Any] = Field(default_factory=dict)
     is_default: bool | None = None
+
+    def service_values(self) -> dict[str, Any]:
+        """Return the fields as ``provider_create``'s keyword arguments."""
+        return {_SERVICE_NAMES.get(k, k): v for k, v in self.dict().items()}
 
 
 class ProviderPatch(InputSchema):
@@ -31,12 +43,16 @@ class ProviderPatch(InputSchema):
     name: str | None = Field(None, min_length=1, max_length=100)
     api_key: str | None = Field(None, max_length=1000)
     base_url: str | None = Field(None, max_length=500)
-    organization: str | None = Field(None, max_length=200)
+    organization_id: str | None = Field(None, max_length=200)
     models: list[str] | None = Field(None, max_length=200)
     default_model: str | None = Field(None, max_length=200)
     extra_headers: dict[str, str] | None = None
-    config: dict[str, Any] | None = None
+    additional_config: dict[str, Any] | None = None
     is_default: bool | None = None
+
+    def service_changes(self) -> dict[str, Any]:
+        """Return the fields sent as ``provider_update``'s changes."""
+        return {_SERVICE_NAMES.get(k, k): v for k, v in self.dict(exclude_unset=True).items()}
 
 
 class ProviderOut(Schema):
@@ -46,11 +62,11 @@ class ProviderOut(Schema):
     key_hint: str = Field(description="The key, masked (sk-...abcd); empty when there is none.")
     has_key: bool
     base_url: str = Field(description="The endpoint in use.")
-    organization: str
+    organization_id: str
     models: list[str]
     default_model: str
     header_names: list[str]
-    config: dict[str, Any]
+    additional_config: dict[str, Any]
     is_default: bool
     created_at: datetime
     updated_at: datetime

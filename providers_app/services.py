@@ -83,6 +83,28 @@ def _clean_headers(value: Any, fields: dict[str, str]) -> dict[str, str]:
     return headers
 
 
+# The name a provider gets when none is given, by type.
+_DERIVED_NAMES: dict[str, str] = {
+    ProviderType.OPENAI: "OpenAI",
+    ProviderType.ANTHROPIC: "Anthropic",
+    ProviderType.GOOGLE: "Google",
+    ProviderType.HUGGINGFACE: "Hugging Face",
+    ProviderType.CUSTOM: "Custom",
+    ProviderType.LOCAL: "Local model",
+}
+
+
+def _free_name(workspace: Any, base: str) -> str:
+    """Return ``base``, or ``base (2)``, ``base (3)``, ... : the first no provider of the workspace has."""
+    taken = set(Provider.objects.filter(workspace=workspace, name__startswith=base).values_list("name", flat=True))
+    n = 1
+    candidate = base
+    while candidate in taken:
+        n += 1
+        candidate = f"{base} ({n})"
+    return candidate
+
+
 def _validate(provider: Provider, *, key_required: bool, fields: dict[str, str]) -> None:
     provider.name = provider.name.strip()
     if not provider.name:
@@ -112,11 +134,11 @@ def _validate(provider: Provider, *, key_required: bool, fields: dict[str, str])
     if len(provider.default_model) > 200:
         fields["default_model"] = "At most 200 characters."
     if len(provider.organization or "") > 200:
-        fields["organization"] = "At most 200 characters."
+        fields["organization_id"] = "At most 200 characters."
     if not isinstance(provider.config, dict):
-        fields["config"] = "Give a JSON object."
+        fields["additional_config"] = "Give a JSON object."
     elif len(str(provider.config)) > 10_000:
-        fields["config"] = "The configuration is too large."
+        fields["additional_config"] = "The configuration is too large."
 
 
 def _save(provider: Provider, fields: dict[str, str], *, make_default: bool) -> Provider:
@@ -143,7 +165,7 @@ def provider_create(
     *,
     actor: Actor,
     type: str,
-    name: str,
+    name: str = "",
     api_key: str = "",
     base_url: str = "",
     organization: str = "",
@@ -155,7 +177,8 @@ def provider_create(
 ) -> Provider:
     """Add a provider to the actor's workspace (members and above). Returns it.
 
-    The first provider becomes the workspace default unless ``is_default`` is False. Without a model
+    Without a ``name`` it is named after its type ("OpenAI", "OpenAI (2)", ...). The first provider becomes the
+    workspace default unless ``is_default`` is False. Without a model
     list, the type's usual models are offered. Raises PermissionDeniedError for viewers and
     InvalidInputError with per-field messages (unknown type, bad or blocked URL, missing key, ...).
     """
@@ -168,7 +191,7 @@ def provider_create(
     provider = Provider(
         workspace=actor.workspace,
         type=type,
-        name=name,
+        name=name.strip() or _free_name(actor.workspace, _DERIVED_NAMES.get(type, type)),
         api_key=(api_key or "").strip() or None,
         base_url=base_url,
         organization=(organization or "").strip(),

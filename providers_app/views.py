@@ -41,7 +41,7 @@ def provider_add(request: WorkspaceRequest) -> HttpResponse:
             try:
                 provider = services.provider_create(actor=request.actor, **form.service_kwargs())
             except InvalidInputError as exc:
-                apply_errors(form, exc)
+                apply_errors(form, exc, aliases={"organization_id": "organization"})
             else:
                 messages.success(request, f"Added “{provider.name}”. Use “Test” to check the connection.")
                 return redirect("providers:index")
@@ -72,7 +72,7 @@ def provider_edit(request: WorkspaceRequest, provider_id: int) -> HttpResponse:
                     actor=request.actor, provider_id=provider.pk, changes=form.changes()
                 )
             except InvalidInputError as exc:
-                apply_errors(form, exc)
+                apply_errors(form, exc, aliases={"organization_id": "organization"})
             else:
                 messages.success(request, f"Saved “{provider.name}”.")
                 return redirect("providers:index")

@@ -132,7 +132,7 @@ def test_deep_nesting_is_422(client, agent, depth):
     for method, path, body in [
         ("post", "/api/v1/agents", {"name": "deep", "metadata": deep}),
         ("post", "/api/v1/agents", {"name": "deep", "output_schema": deep}),
-        ("post", f"/api/v1/agents/{agent.pk}/contexts", {"name": "deep", "data": deep}),
+        ("post", f"/api/v1/agents/{agent.pk}/contexts", {"name": "deep", "content": deep}),
         ("post", f"/api/v1/agents/{agent.pk}/run", {"message": "hi", "metadata": deep}),
     ]:
         assert_4xx(send(client, method, path, json.dumps(body)), 422, "validation_error")

@@ -86,20 +86,22 @@ def test_handoffs_contexts_and_model(team, api_client, fake_provider):
     assert post(client, f"/api/v1/agents/{a.pk}/handoffs/{b.pk}", method="delete").status_code == 204
     assert_error(post(client, f"/api/v1/agents/{a.pk}/handoffs/{b.pk}", method="delete"), 404, "not_found")
 
-    ctx = post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "vip", "data": {"tier": 1}}).json()
+    ctx = post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "vip", "content": {"tier": 1}}).json()
     assert ctx["is_default"] is True
-    second = post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "std", "data": {}, "is_default": True}).json()
+    second = post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "std", "content": {}, "is_default": True}).json()
     assert [c["is_default"] for c in client.get(f"/api/v1/agents/{a.pk}/contexts").json()] == [True, False]
     assert client.get(f"/api/v1/agents/{a.pk}/contexts/{second['id']}").json()["name"] == "std"
-    post(client, f"/api/v1/agents/{a.pk}/contexts/{ctx['id']}", {"data": {"tier": 2}}, method="patch")
+    post(client, f"/api/v1/agents/{a.pk}/contexts/{ctx['id']}", {"content": {"tier": 2}}, method="patch")
     assert AgentContext.objects.get(pk=ctx["id"]).data == {"tier": 2}
-    assert_error(post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "vip", "data": {}}), 422, "validation_error")
+    assert_error(
+        post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "vip", "content": {}}), 422, "validation_error"
+    )
     assert post(client, f"/api/v1/agents/{a.pk}/contexts/{ctx['id']}", method="delete").status_code == 204
 
     model = post(
         client,
         f"/api/v1/agents/{a.pk}/model",
-        {"provider_id": fake_provider.pk, "model_name": "x", "model_settings": {"max_tokens": 10}},
+        {"provider_id": fake_provider.pk, "model": "x", "max_tokens": 10},
     ).json()
     assert (model["provider_id"], model["model_name"], model["model_settings"]) == (
         fake_provider.pk,
@@ -160,11 +162,11 @@ CALLS = [
     ("get", "/api/v1/agents/{id}", None),
     ("patch", "/api/v1/agents/{id}", {"name": "pwned"}),
     ("delete", "/api/v1/agents/{id}", None),
-    ("post", "/api/v1/agents/{id}/model", {"model_name": "x"}),
+    ("post", "/api/v1/agents/{id}/model", {"model": "x"}),
     ("post", "/api/v1/agents/{id}/handoffs", {"target_id": 1}),
     ("delete", "/api/v1/agents/{id}/handoffs/{target}", None),
     ("get", "/api/v1/agents/{id}/contexts", None),
-    ("post", "/api/v1/agents/{id}/contexts", {"name": "n", "data": {}}),
+    ("post", "/api/v1/agents/{id}/contexts", {"name": "n", "content": {}}),
     ("get", "/api/v1/agents/{id}/contexts/{ctx}", None),
     ("patch", "/api/v1/agents/{id}/contexts/{ctx}", {"name": "n"}),
     ("delete", "/api/v1/agents/{id}/contexts/{ctx}", None),

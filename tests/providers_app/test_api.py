@@ -125,7 +125,7 @@ def test_local_model_test_reports_when_it_is_down(team, api_client, settings):
     ("body", "fields"),
     [
         ({"type": "banana", "name": "x"}, {"type"}),
-        ({"type": "openai", "name": ""}, {"name"}),
+        ({"type": "openai", "name": "n" * 101}, {"name"}),
         ({"name": "x"}, {"type"}),
         ({"type": "custom", "name": "x", "base_url": "not a url"}, {"base_url"}),
         ({"type": "custom", "name": "x", "base_url": "http://169.254.169.254/v1"}, {"base_url"}),

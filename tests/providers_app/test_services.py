@@ -79,7 +79,7 @@ def test_one_default_per_workspace(team):
     ("kwargs", "field"),
     [
         ({"type": "nonsense", "name": "x"}, "type"),
-        ({"type": "openai", "name": "   ", "api_key": KEY}, "name"),
+        ({"type": "openai", "name": "n" * 101, "api_key": KEY}, "name"),
         ({"type": "openai", "name": "x"}, "api_key"),
         ({"type": "custom", "name": "x"}, "base_url"),
         ({"type": "custom", "name": "x", "base_url": "ftp://example.com/v1"}, "base_url"),
@@ -162,3 +162,10 @@ def test_run_provider_falls_back_to_the_local_model(team):
     assert provider_for_run(workspace=team.workspace) == provider
     provider_delete(actor=team, provider_id=provider.pk)
     assert provider_for_run(workspace=team.workspace).type == "local"
+
+
+def test_a_provider_without_a_name_is_named_after_its_type(team):
+    first = provider_create(actor=team, type="openai", api_key=KEY)
+    second = provider_create(actor=team, type="openai", name="  ", api_key=KEY)
+    third = provider_create(actor=team, type="anthropic", api_key=KEY)
+    assert (first.name, second.name, third.name) == ("OpenAI", "OpenAI (2)", "Anthropic")
