@@ -130,14 +130,15 @@ def check_json_value(value: Any, *, field: str = "", depth: int = 0) -> None:
 
 def _loads(raw: bytes | str) -> Any:
     """Return the JSON value ``raw`` holds, checked by ``check_json_value``. Raises MalformedBodyError for what is
-    not standard JSON or nests too deeply to be read (its message says which, to follow "... is "), and
-    InvalidInputError for what cannot be stored."""
+    not standard JSON (its message follows "... is "), and InvalidInputError for what cannot be stored or nests
+    deeper than API_MAX_JSON_DEPTH, however deep (past Python's recursion limit the parser itself gives up)."""
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
-    except RecursionError:  # thousands of levels: too deep to read at all
+    except RecursionError:
         depth = settings.API_MAX_JSON_DEPTH
-        raise MalformedBodyError(
-            f"It is nested too deeply to read (at most {depth} levels, API_MAX_JSON_DEPTH)."
+        raise InvalidInputError(
+            "It is nested too deeply.",
+            fields={"__all__": f"At most {depth} levels of objects and arrays (API_MAX_JSON_DEPTH)."},
         ) from None
     except ValueError as exc:  # JSONDecodeError, a bad encoding, NaN or Infinity, an integer of thousands of digits
         raise MalformedBodyError(f"not valid JSON: {exc}") from None
@@ -149,8 +150,8 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     """Return the JSON object ``raw`` holds, checked by ``check_json_value``.
 
     Raises BodyTooLargeError (413) above API_MAX_BODY_BYTES, MalformedBodyError (400) for what is not standard
-    JSON or nests too deeply to be read, and InvalidInputError (422) for a body that is not an object or holds
-    what cannot be stored.
+    JSON, and InvalidInputError (422) for a body that is not an object, nests too deeply or holds what cannot be
+    stored.
     """
     limit = settings.API_MAX_BODY_BYTES
     if len(raw) > limit:

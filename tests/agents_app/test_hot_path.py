@@ -250,7 +250,7 @@ def viewer_token(team) -> dict[str, str]:
         ("viewer", 403, "permission_denied"),
         ("outsider", 404, "not_found"),
         ("not json", 400, None),
-        ("nested thousands deep", 400, "bad_request"),
+        ("nested thousands deep", 422, "validation_error"),
         ("empty message", 422, "validation_error"),
         ("unknown field type", 422, "validation_error"),
         ("no credits", 402, "insufficient_credits"),

@@ -106,18 +106,22 @@ def test_bad_input_is_a_4xx_that_says_what_is_wrong(team, helper, fake_openai, r
 
 
 @pytest.mark.parametrize(
-    "content",
-    [b"{not json", b'{"message": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
-    ids=["not json", "nested thousands deep"],
+    ("content", "status", "code"),
+    [
+        (b"{not json", 400, "bad_request"),
+        (b'{"message": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 422, "validation_error"),
+        (b'{"message": "hi", "metadata": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", 422, "validation_error"),
+    ],
+    ids=["not json", "nested 100,000 deep", "metadata nested 5,000 deep"],
 )
-def test_a_body_that_is_not_json_is_400(team, helper, fake_openai, run_server, content):
+def test_a_body_that_is_not_json_or_too_deep_is_a_4xx(team, helper, fake_openai, run_server, content, status, code):
     token = api_token_create(actor=team, name="run").raw
     response = httpx2.post(
         f"{run_server}/api/v1/agents/{helper.pk}/run",
         content=content,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    assert_error(response, 400, "bad_request")
+    assert_error(response, status, code)
     assert not AgentRun.objects.exists()
 
 
