@@ -20,7 +20,9 @@ from ninja.operation import Operation
 from config.auth import BrowserSessionAuth, TokenAuth
 from config.errors import ApplicationError, InvalidInputError
 from config.input import ApiParser
+from config.middleware import bearer_token
 from config.openapi import refine
+from config.throttle import token_failure
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,17 @@ def on_django_validation_error(request: HttpRequest, exc: DjangoValidationError)
 
 @api.exception_handler(AuthenticationError)
 def on_authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    if bearer_token(request.headers.get("Authorization", "")) is not None:  # a token was tried and failed
+        wait = token_failure(request)
+        if wait is not None:
+            throttled = _error(
+                request,
+                429,
+                f"Too many failed token checks from this address; try again in {wait} s.",
+                "throttled",
+            )
+            throttled["Retry-After"] = str(wait)
+            return throttled
     response = _error(
         request,
         401,

@@ -236,6 +236,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 
 # The API's JSON bodies (config/input.py): at most this many bytes, nested at most this deep.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32, minimum=4)
+# Failed API token checks per client address and window before 429 (config/throttle.py); 0 turns it off.
+API_TOKEN_FAILURE_LIMIT = env_int("API_TOKEN_FAILURE_LIMIT", 30, minimum=0)
+API_TOKEN_FAILURE_WINDOW_SECONDS = env_int("API_TOKEN_FAILURE_WINDOW_SECONDS", 60, minimum=1)
 
 # Scripts and styles come only from our own static files; htmx's indicator styles are shipped in our CSS
 # (htmx-config below turns its inline <style> off), so no 'unsafe-inline' is needed.
