@@ -65,10 +65,15 @@ class GrantCreditsForm(forms.Form):
 def apply_errors(form: forms.Form, exc: InvalidInputError, aliases: dict[str, str] | None = None) -> None:
     """Attach a service's per-field messages to the form (unknown fields become form-wide errors).
 
-    ``aliases`` maps a service field name to the form's, e.g. ``{"password": "password1"}``.
+    ``aliases`` maps a service field name to the form's, e.g. ``{"password": "password1"}``. A path into a
+    field (``tools.0.name``) is reported on that field, saying where.
     """
     for field, message in exc.fields.items():
         field = (aliases or {}).get(field, field)
+        head, _, rest = field.partition(".")
+        if field not in form.fields and rest and head in form.fields:
+            # A path into a JSON field ("tools.0.params.agent_id"): the field, with where in it.
+            field, message = head, f"{rest}: {message}"
         form.add_error(field if field in form.fields else None, message)
     if not exc.fields:
         form.add_error(None, exc.message)

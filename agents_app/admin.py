@@ -19,7 +19,7 @@ from config.admin_services import ServiceAdmin, changed_values, operator_actor
 
 # Form field -> service field, for agent edits.
 _AGENT_FIELDS = {name: name for name in services.AGENT_FIELDS if name != "provider_id"} | {"provider": "provider_id"}
-_CONTEXT_FIELDS = {"name": "name", "data": "data", "is_default": "is_default"}
+_CONTEXT_FIELDS = {"name": "name", "content": "content", "is_default": "is_default"}
 
 
 class HandoffInline(admin.TabularInline):
@@ -33,12 +33,12 @@ class HandoffInline(admin.TabularInline):
 class ContextInline(admin.TabularInline):
     model = AgentContext
     extra = 0
-    fields = ("name", "is_default", "data")
+    fields = ("name", "is_default", "content")
 
 
 @admin.register(Agent)
 class AgentAdmin(ServiceAdmin):
-    list_display = ("name", "workspace", "provider", "model_name", "max_turns", "version", "updated_at")
+    list_display = ("name", "workspace", "provider", "model", "max_turns", "version", "updated_at")
     search_fields = ("name", "workspace__name", "instructions")
     list_select_related = ("workspace", "provider")
     raw_id_fields = ("workspace", "provider", "created_by")
@@ -93,7 +93,7 @@ class AgentAdmin(ServiceAdmin):
                         actor=actor,
                         agent_id=parent.pk,
                         name=data["name"],
-                        data=data["data"],
+                        content=data["content"],
                         is_default=data.get("is_default") or None,
                     )
                 )
@@ -113,7 +113,7 @@ class AgentContextAdmin(ServiceAdmin):
     search_fields = ("name", "agent__name")
     list_select_related = ("agent",)
     raw_id_fields = ("agent",)
-    fields = ("agent", "name", "is_default", "data", "created_at", "updated_at")
+    fields = ("agent", "name", "is_default", "content", "created_at", "updated_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ("agent", "created_at", "updated_at") if obj is not None else ("created_at", "updated_at")
@@ -126,7 +126,7 @@ class AgentContextAdmin(ServiceAdmin):
                 actor=actor, agent_id=agent.pk, context_id=obj.pk, changes=changed_values(form, _CONTEXT_FIELDS)
             )
         return services.context_create(
-            actor=actor, agent_id=agent.pk, name=obj.name, data=obj.data, is_default=obj.is_default or None
+            actor=actor, agent_id=agent.pk, name=obj.name, content=obj.content, is_default=obj.is_default or None
         )
 
     def service_delete(self, request: HttpRequest, obj: AgentContext) -> None:

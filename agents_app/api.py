@@ -50,6 +50,7 @@ def agent_out(agent: Agent) -> dict[str, Any]:
     handoffs = list(agent.handoffs.select_related("target").all())
     return {
         **{field: getattr(agent, field) for field in _OUT_FIELDS},
+        "user_id": agent.created_by_id,
         "handoffs": [
             {
                 "target_id": h.target_id,
@@ -75,8 +76,7 @@ def agent_list(request: HttpRequest, search: str = ""):  # type: ignore[no-untyp
 
 @router.post("", response={201: AgentOut}, summary="Create an agent")
 def agent_create(request: HttpRequest, payload: AgentIn) -> Status:
-    data = payload.dict()
-    agent = services.agent_create(actor=request_actor(request), **data)
+    agent = services.agent_create(actor=request_actor(request), **payload.service_values())
     return Status(201, _fresh(request, agent.pk))
 
 
@@ -122,7 +122,7 @@ def agent_get(request: HttpRequest, agent_id: int) -> dict[str, Any]:
 
 @router.patch("/{agent_id}", response=AgentOut, summary="Change some fields")
 def agent_update(request: HttpRequest, agent_id: int, payload: AgentPatch) -> dict[str, Any]:
-    services.agent_update(actor=request_actor(request), agent_id=agent_id, changes=payload.dict(exclude_unset=True))
+    services.agent_update(actor=request_actor(request), agent_id=agent_id, changes=payload.service_values(partial=True))
     return _fresh(request, agent_id)
 
 
@@ -138,7 +138,7 @@ def agent_model(request: HttpRequest, agent_id: int, payload: ModelIn) -> dict[s
         actor=request_actor(request),
         agent_id=agent_id,
         provider_id=payload.provider_id,
-        model_name=payload.model,
+        model=payload.model,
         model_settings=payload.model_settings(),
     )
     return _fresh(request, agent_id)
@@ -185,7 +185,7 @@ def context_create(request: HttpRequest, agent_id: int, payload: ContextIn) -> S
         actor=request_actor(request),
         agent_id=agent_id,
         name=payload.name,
-        data=payload.content,
+        content=payload.content,
         is_default=payload.is_default,
     )
     return Status(201, context)
@@ -199,11 +199,11 @@ def context_get(request: HttpRequest, agent_id: int, context_id: int) -> AgentCo
 
 @router.patch("/{agent_id}/contexts/{context_id}", response=ContextOut)
 def context_update(request: HttpRequest, agent_id: int, context_id: int, payload: ContextPatch) -> AgentContext:
-    changes = payload.dict(exclude_unset=True)
-    if "content" in changes:
-        changes["data"] = changes.pop("content")
     return services.context_update(
-        actor=request_actor(request), agent_id=agent_id, context_id=context_id, changes=changes
+        actor=request_actor(request),
+        agent_id=agent_id,
+        context_id=context_id,
+        changes=payload.dict(exclude_unset=True),
     )
 
 

@@ -10,6 +10,19 @@ from django import forms
 from config.input import JsonFormField
 from providers_app.models import Provider
 
+_LISTS = ("tools", "input_guardrails", "output_guardrails")
+
+
+def _json_list(rows: int, help_text: str) -> JsonFormField:
+    """Return a text area for a JSON list (empty: no items), checked as the API checks a body."""
+    return JsonFormField(
+        object_only=False,
+        required=False,
+        empty_value=[],
+        widget=forms.Textarea(attrs={"rows": rows, "class": "mono", "spellcheck": "false"}),
+        help_text=help_text,
+    )
+
 
 class AgentForm(forms.Form):
     name = forms.CharField(max_length=100)
@@ -19,7 +32,7 @@ class AgentForm(forms.Form):
         help_text="What the agent does and how. The selected context is appended as JSON.",
     )
     provider_id = forms.TypedChoiceField(label="Provider", required=False, coerce=int, empty_value=None)
-    model_name = forms.CharField(
+    model = forms.CharField(
         label="Model",
         required=False,
         max_length=200,
@@ -35,13 +48,22 @@ class AgentForm(forms.Form):
     handoff_description = forms.CharField(
         required=False, max_length=1000, help_text="Shown to agents that can hand off to this one."
     )
-    output_schema = JsonFormField(
-        label="Output schema (JSON Schema)",
+    output_type = JsonFormField(
+        label="Output type (JSON Schema)",
         required=False,
         empty_value=None,
         widget=forms.Textarea(attrs={"rows": 6, "class": "mono", "spellcheck": "false"}),
         help_text='Empty for plain text answers. Otherwise an object schema, e.g. {"type": "object", ...}.',
     )
+    tools = _json_list(
+        4,
+        'A JSON list of tools, as the API takes them: {"name", "description", "type", "params"}. '
+        'Agents as tools run today: {"name": "ask_billing", "type": "agent", "params": {"agent_id": 7}}.',
+    )
+    input_guardrails = _json_list(
+        3, 'A JSON list: {"name", "description", "implementation": "regex" | "agent" | "function", "config"}.'
+    )
+    output_guardrails = _json_list(3, "A JSON list, as for input guardrails.")
 
     def __init__(self, *args: Any, providers: list[Provider], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,11 +78,12 @@ class AgentForm(forms.Form):
             "name": data["name"],
             "instructions": data.get("instructions") or "",
             "provider_id": data.get("provider_id"),
-            "model_name": data.get("model_name") or "",
+            "model": data.get("model") or "",
             "model_settings": settings,
             "max_turns": data["max_turns"],
             "handoff_description": data.get("handoff_description") or "",
-            "output_schema": data.get("output_schema"),
+            "output_type": data.get("output_type"),
+            **{key: data.get(key) or [] for key in _LISTS},
         }
 
     @staticmethod
@@ -70,10 +93,11 @@ class AgentForm(forms.Form):
             "name": agent.name,
             "instructions": agent.instructions,
             "provider_id": agent.provider_id,
-            "model_name": agent.model_name,
+            "model": agent.model,
             "max_turns": agent.max_turns,
             "handoff_description": agent.handoff_description,
-            "output_schema": json.dumps(agent.output_schema, indent=2) if agent.output_schema else "",
+            "output_type": json.dumps(agent.output_type, indent=2) if agent.output_type else "",
+            **{key: json.dumps(getattr(agent, key), indent=2) if getattr(agent, key) else "" for key in _LISTS},
             **{k: settings.get(k) for k in ("temperature", "top_p", "max_tokens")},
         }
 
@@ -89,9 +113,8 @@ class HandoffForm(forms.Form):
 
 class ContextForm(forms.Form):
     name = forms.CharField(max_length=100)
-    # Not called "data": that is the bound form data of every Django form.
-    json_data = JsonFormField(
-        label="Data",
+    content = JsonFormField(
+        label="Content",
         widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
         initial="{}",
         help_text="A JSON object.",

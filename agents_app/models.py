@@ -21,14 +21,17 @@ class Agent(models.Model):
     provider = models.ForeignKey(
         "providers_app.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="agents"
     )
-    model_name = models.CharField(max_length=200, blank=True)
+    # Empty: the provider's default model.
+    model = models.CharField(max_length=200, blank=True)
     model_settings = models.JSONField(default=dict, blank=True)
     handoff_description = models.CharField(max_length=1000, blank=True)
     # A JSON Schema (type object) for structured output; None means plain text.
-    output_schema = models.JSONField(null=True, blank=True)
-    # Stored now; executed once tools and guardrails run in the sandbox.
+    output_type = models.JSONField(null=True, blank=True)
+    # The spec's ToolCreate and GuardrailCreate shapes, checked by agents_app.tool_specs. Agent tools run today;
+    # function tools and guardrails are stored and run once the sandbox lands.
     tools = models.JSONField(default=list, blank=True)
-    guardrails = models.JSONField(default=list, blank=True)
+    input_guardrails = models.JSONField(default=list, blank=True)
+    output_guardrails = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     max_turns = models.PositiveSmallIntegerField(default=10)
     # Moved by a database trigger on every change of the row or of its handoffs (migration 0003).
@@ -73,7 +76,7 @@ class AgentContext(models.Model):
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="contexts")
     name = models.CharField(max_length=100)
-    data = models.JSONField(default=dict)
+    content = models.JSONField(default=dict)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -14,30 +16,57 @@ from django.db import transaction
 
 from accounts_app.actor import Actor
 from agents_app.exceptions import InvalidInputError
+from agents_app.legacy import convert_tools, split_guardrails
 from agents_app.models import Agent, AgentContext
 from agents_app.runtime import load_graph
 from agents_app.selectors import agent_get
-from agents_app.services import agent_create, context_create, handoff_add
+from agents_app.services import agent_create, agent_update, context_create, handoff_add
 from config.input import check_json_value
 from providers_app.models import Provider
 
 FORMAT = "agents-platform/agents"
-FORMAT_VERSION = 1
+# Version 2 uses the spec's names (model, output_type, input_guardrails, output_guardrails, tools as ToolCreate,
+# contexts' content); version 1 exports still import (agents_app/legacy.py converts them).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_AGENTS = 200
-_FIELDS = (
-    "instructions",
-    "model_name",
-    "model_settings",
-    "handoff_description",
-    "output_schema",
-    "guardrails",
-    "metadata",
-    "max_turns",
-)
+_FIELDS = ("instructions", "model", "model_settings", "handoff_description", "output_type", "metadata", "max_turns")
+_V1_NAMES = {"model_name": "model", "output_schema": "output_type"}
+_WIRED = ("tools", "input_guardrails", "output_guardrails")
+
+
+def _agent_ref(item: dict[str, Any], part: str, names: dict[Any, Any], *, to: str) -> dict[str, Any]:
+    """Return a tool or guardrail with its agent reference (``params``/``config``) swapped from id to name (or
+    back, ``to="agent_id"``); unchanged when it names no agent or an agent ``names`` does not hold."""
+    holder = item.get(part)
+    key = "agent" if to == "agent_id" else "agent_id"
+    if not isinstance(holder, dict) or holder.get(key) not in names:
+        return item
+    return {**item, part: {**{k: v for k, v in holder.items() if k != key}, to: names[holder[key]]}}
+
+
+def _swap_references(row: dict[str, Any], names: dict[Any, Any], *, to: str) -> dict[str, Any]:
+    """Return the row's tools and guardrails with their agent references swapped (``_agent_ref``); entries
+    that are not objects, and lists that are not lists, stay as they are for the services to refuse."""
+    wired: dict[str, Any] = {}
+    for key, part, tag, value in (
+        ("tools", "params", ("type", "agent"), row.get("tools")),
+        ("input_guardrails", "config", ("implementation", "agent"), row.get("input_guardrails")),
+        ("output_guardrails", "config", ("implementation", "agent"), row.get("output_guardrails")),
+    ):
+        if not isinstance(value, list):
+            wired[key] = value if value is not None else []
+            continue
+        wired[key] = [
+            _agent_ref(entry, part, names, to=to) if isinstance(entry, dict) and entry.get(tag[0]) == tag[1] else entry
+            for entry in value
+        ]
+    return wired
 
 
 def agent_export(*, actor: Actor, agent_id: int) -> dict[str, Any]:
-    """Return a document with the agent and every agent it reaches (handoffs and agent tools), by name.
+    """Return a document with the agent and every agent it reaches (handoffs, agent tools, guardrail judges),
+    naming agents by name.
 
     Providers are named, never included: their keys stay in this workspace.
     """
@@ -49,23 +78,19 @@ def agent_export(*, actor: Actor, agent_id: int) -> dict[str, Any]:
         contexts.setdefault(context.agent_id, []).append(context)
     agents = []
     for pk, row in graph.agents.items():
-        tools = []
-        for tool in row.tools or []:
-            if tool.get("type") == "agent" and tool.get("agent_id") in names:
-                tool = {**{k: v for k, v in tool.items() if k != "agent_id"}, "agent": names[tool["agent_id"]]}
-            tools.append(tool)
+        wired = {key: getattr(row, key) for key in _WIRED}
         agents.append(
             {
                 "name": row.name,
                 **{field: getattr(row, field) for field in _FIELDS},
                 "provider": row.provider.name if row.provider else None,
-                "tools": tools,
+                **_swap_references(wired, names, to="agent"),
                 "handoffs": [
                     {"target": names[e.target_id], "tool_name": e.tool_name, "tool_description": e.tool_description}
                     for e in graph.handoffs.get(pk, [])
                 ],
                 "contexts": [
-                    {"name": c.name, "data": c.data, "is_default": c.is_default}
+                    {"name": c.name, "content": c.content, "is_default": c.is_default}
                     for c in sorted(contexts.get(pk, []), key=lambda c: c.name)
                 ],
             }
@@ -129,24 +154,66 @@ def _free_name(workspace_id: int, name: str, taken: set[str]) -> str:
     return candidate
 
 
+def _v1_wiring(item: dict[str, Any], ids: dict[str, int], metadata: dict[str, Any]) -> dict[str, Any]:
+    """Return a version-1 agent's tools and guardrails in the spec's shapes; what fits none goes to
+    ``metadata`` (``legacy_tools``, ``legacy_guardrails``), as migration 0004 did with stored agents."""
+    tools = item.get("tools") or []
+    if isinstance(tools, list):
+        unknown = [t for t in tools if isinstance(t, dict) and t.get("type") == "agent" and t.get("agent") not in ids]
+        if unknown:
+            raise InvalidInputError(
+                f"Agent {item['name']!r} uses an unknown agent as a tool.",
+                fields={f"agents.{item['name']}.tools": "Unknown agent."},
+            )
+        tools = [
+            {**{k: v for k, v in t.items() if k != "agent"}, "agent_id": ids[t["agent"]]}
+            if isinstance(t, dict) and t.get("type") == "agent"
+            else t
+            for t in tools
+        ]
+    tools, left_tools = convert_tools(tools, {pk: name for name, pk in ids.items()})
+    inputs, outputs, left_guardrails = split_guardrails(item.get("guardrails") or [])
+    if left_tools:
+        metadata["legacy_tools"] = left_tools
+    if left_guardrails:
+        metadata["legacy_guardrails"] = left_guardrails
+    return {"tools": tools, "input_guardrails": inputs, "output_guardrails": outputs}
+
+
+def _unknown_agents(wiring: dict[str, Any]) -> list[str]:
+    """Return the paths of agent references an import could not resolve (still naming an agent)."""
+    unknown = []
+    for key, part in (("tools", "params"), ("input_guardrails", "config"), ("output_guardrails", "config")):
+        entries = wiring[key] if isinstance(wiring[key], list) else []
+        unknown += [
+            f"{key}.{i}"
+            for i, entry in enumerate(entries)
+            if isinstance(entry, dict) and isinstance(entry.get(part), dict) and "agent" in entry[part]
+        ]
+    return unknown
+
+
 @transaction.atomic
 def agent_import(*, actor: Actor, document: dict[str, Any]) -> Agent:
-    """Create the agents of an export in the actor's workspace and wire them; returns the root agent.
+    """Create the agents of an export (version 1 or 2) in the actor's workspace and wire them; returns the root.
 
     Names that exist already get a suffix (" (2)"). Providers are matched by name, else the workspace
     default is used. All or nothing: raises InvalidInputError naming the problem, and nothing is created.
     """
     actor.require_write()
-    if document.get("format") != FORMAT or document.get("version") != FORMAT_VERSION:
+    version = document.get("version")
+    if document.get("format") != FORMAT or version not in READABLE_VERSIONS:
         raise InvalidInputError(
             "This is not an agents export this platform can read.",
-            fields={"format": f"Expected format {FORMAT!r}, version {FORMAT_VERSION}."},
+            fields={"format": f"Expected format {FORMAT!r}, version {' or '.join(map(str, READABLE_VERSIONS))}."},
         )
     items = document.get("agents")
     if not isinstance(items, list) or not items or len(items) > MAX_AGENTS:
         raise InvalidInputError("The export has no agents.", fields={"agents": f"Give 1 to {MAX_AGENTS} agents."})
     if not all(isinstance(item, dict) and isinstance(item.get("name"), str) for item in items):
         raise InvalidInputError("Every agent needs a name.", fields={"agents": "Every agent needs a name."})
+    if version == 1:
+        items = [{_V1_NAMES.get(k, k): v for k, v in item.items()} for item in items]
     by_name = {item["name"]: item for item in items}
     if document.get("root") not in by_name:
         raise InvalidInputError("The root agent is missing.", fields={"root": "Name one of the agents."})
@@ -155,32 +222,33 @@ def agent_import(*, actor: Actor, document: dict[str, Any]) -> Agent:
     created: dict[str, Agent] = {}
     for name, item in by_name.items():
         values = {field: item[field] for field in _FIELDS if item.get(field) is not None}
-        try:
+        with _naming(name):
             created[name] = agent_create(
                 actor=actor,
                 name=_free_name(actor.workspace.pk, name, taken),
                 provider_id=providers.get(item.get("provider") or ""),
                 **values,
             )
-        except InvalidInputError as exc:
-            raise InvalidInputError(
-                f"Agent {name!r}: {exc.message}", fields={f"agents.{name}.{k}": v for k, v in exc.fields.items()}
-            ) from None
+    ids = {name: agent.pk for name, agent in created.items()}
     for name, item in by_name.items():
         agent = created[name]
-        tools = []
-        for tool in item.get("tools") or []:
-            if isinstance(tool, dict) and tool.get("type") == "agent":
-                target = created.get(str(tool.get("agent")))
-                if target is None:
-                    raise InvalidInputError(
-                        f"Agent {name!r} uses an unknown agent as a tool.",
-                        fields={f"agents.{name}.tools": "Unknown agent."},
-                    )
-                tool = {**{k: v for k, v in tool.items() if k != "agent"}, "agent_id": target.pk}
-            tools.append(tool)
-        if tools:
-            Agent.objects.filter(pk=agent.pk).update(tools=tools)
+        metadata = dict(agent.metadata)
+        if version == 1:
+            wiring = _v1_wiring(item, ids, metadata)
+        else:
+            wiring = _swap_references(item, ids, to="agent_id")
+            unknown = _unknown_agents(wiring)
+            if unknown:
+                raise InvalidInputError(
+                    f"Agent {name!r} names an agent the export does not hold.",
+                    fields={f"agents.{name}.{path}": "Unknown agent." for path in unknown},
+                )
+        changes = {key: value for key, value in wiring.items() if value != []}
+        if metadata != agent.metadata:
+            changes["metadata"] = metadata
+        if changes:
+            with _naming(name):
+                agent_update(actor=actor, agent_id=agent.pk, changes=changes)
         for edge in item.get("handoffs") or []:
             target = created.get(str(edge.get("target"))) if isinstance(edge, dict) else None
             if target is None:
@@ -197,14 +265,26 @@ def agent_import(*, actor: Actor, document: dict[str, Any]) -> Agent:
             )
         for context in item.get("contexts") or []:
             if isinstance(context, dict):
-                context_create(
-                    actor=actor,
-                    agent_id=agent.pk,
-                    name=str(context.get("name", "")),
-                    data=context.get("data") or {},
-                    is_default=bool(context.get("is_default")) or None,
-                )
-    return created[document["root"]]
+                with _naming(name):
+                    context_create(
+                        actor=actor,
+                        agent_id=agent.pk,
+                        name=str(context.get("name", "")),
+                        content=context.get("content" if version > 1 else "data") or {},
+                        is_default=bool(context.get("is_default")) or None,
+                    )
+    return Agent.objects.get(pk=created[document["root"]].pk)  # as wired, after the updates above
+
+
+@contextmanager
+def _naming(name: str) -> Iterator[None]:
+    """Re-raise a service's InvalidInputError with the agent's name in its message and field paths."""
+    try:
+        yield
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"Agent {name!r}: {exc.message}", fields={f"agents.{name}.{k}": v for k, v in exc.fields.items()}
+        ) from None
 
 
 def _identifier(name: str, used: set[str]) -> str:
@@ -217,6 +297,11 @@ def _identifier(name: str, used: set[str]) -> str:
         candidate = f"{base}_{n}"
     used.add(candidate)
     return candidate
+
+
+def _tool_description(tool: dict[str, Any], target: dict[str, Any]) -> str:
+    """Return an agent tool's description as runs give it (agents_app.runtime.build_sdk_graph)."""
+    return tool.get("description") or target["handoff_description"] or f"Ask the {target['name']} agent."
 
 
 def agent_export_python(*, actor: Actor, agent_id: int) -> str:
@@ -275,8 +360,9 @@ def agent_export_python(*, actor: Actor, agent_id: int) -> str:
     ]
     # As in the platform, a run's context is the starting agent's (default) context, and every agent of
     # the run sees it.
-    root_item = next(a for a in document["agents"] if a["name"] == document["root"])
-    run_context = next((c["data"] for c in root_item["contexts"] if c["is_default"]), None)
+    by_name = {a["name"]: a for a in document["agents"]}
+    root_item = by_name[document["root"]]
+    run_context = next((c["content"] for c in root_item["contexts"] if c["is_default"]), None)
     for item in document["agents"]:
         var = ids[item["name"]]
         instructions = item["instructions"] or ""
@@ -285,8 +371,8 @@ def agent_export_python(*, actor: Actor, agent_id: int) -> str:
         settings = {
             k: v for k, v in (item["model_settings"] or {}).items() if k in ("temperature", "top_p", "max_tokens")
         }
-        model = item["model_name"] or "gpt-4.1-mini"
-        if item["provider"] is None and not item["model_name"]:
+        model = item["model"] or "gpt-4.1-mini"
+        if item["provider"] is None and not item["model"]:
             lines.append(f"    # {item['name']!r} used the workspace's default model; set OPENAI_MODEL to choose one.")
         lines += [
             f"    {var} = Agent(",
@@ -296,14 +382,14 @@ def agent_export_python(*, actor: Actor, agent_id: int) -> str:
             f"        model=OpenAIChatCompletionsModel(model=os.environ.get('OPENAI_MODEL', {model!r}), "
             "openai_client=client),",
             f"        model_settings=ModelSettings(include_usage=True, **{settings!r}),",
-            f"        output_type=JsonSchemaOutput({item['output_schema']!r}) if {bool(item['output_schema'])!r} "
+            f"        output_type=JsonSchemaOutput({item['output_type']!r}) if {bool(item['output_type'])!r} "
             "else None,",
             "    )",
         ]
         for tool in item["tools"]:
             if tool.get("type") != "agent":
                 lines.append(f"    # Stored tool, not exported as code: {json.dumps(tool)}")
-        for guardrail in item["guardrails"] or []:
+        for guardrail in [*item["input_guardrails"], *item["output_guardrails"]]:
             lines.append(f"    # Stored guardrail, not exported as code: {json.dumps(guardrail)}")
     for item in document["agents"]:
         var = ids[item["name"]]
@@ -313,8 +399,8 @@ def agent_export_python(*, actor: Actor, agent_id: int) -> str:
             for e in item["handoffs"]
         ]
         tools = [
-            f"{ids[t['agent']]}.as_tool(tool_name={t.get('name')!r}, tool_description="
-            f"{t.get('description') or 'Ask the ' + t['agent'] + ' agent.'!r})"
+            f"{ids[t['params']['agent']]}.as_tool(tool_name={t['name']!r}, tool_description="
+            f"{_tool_description(t, by_name[t['params']['agent']])!r})"
             for t in item["tools"]
             if t.get("type") == "agent"
         ]

@@ -19,6 +19,7 @@ from agents import AgentOutputSchemaBase, ModelBehaviorError, ModelResponse, Run
 from jsonschema import Draft202012Validator
 
 from agents_app.models import Agent, AgentHandoff
+from agents_app.tool_specs import referenced_agent_ids
 from providers_app.models import Provider, model_prices
 from providers_app.runtime import ResolvedModel
 
@@ -78,14 +79,14 @@ class Graph:
         return [a.provider for a in self.agents.values() if a.provider is not None]
 
 
-def agent_tool_ids(row: Agent) -> list[int]:
-    """Return the ids of the agents this row uses as tools (``{"type": "agent", "agent_id": N}`` entries)."""
-    return [t["agent_id"] for t in row.tools or [] if t.get("type") == "agent" and isinstance(t.get("agent_id"), int)]
+def agent_references(row: Agent) -> set[int]:
+    """Return the ids of the agents this row uses as tools or as guardrail judges."""
+    return set(referenced_agent_ids(row.tools, row.input_guardrails, row.output_guardrails).values())
 
 
 def load_graph(*, root: Agent) -> Graph:
-    """Load every agent reachable from ``root`` through handoffs or agent tools (cycles included), each with
-    its provider: a run reads them on the event loop, where a lazy load would fail.
+    """Load every agent reachable from ``root`` through handoffs, agent tools or guardrail judges (cycles
+    included), each with its provider: a run reads them on the event loop, where a lazy load would fail.
 
     One or two queries per depth, however many agents there are at that depth, and one for providers that
     rows given by the caller (``root``, its prefetched handoffs' targets) did not carry.
@@ -104,7 +105,7 @@ def load_graph(*, root: Agent) -> Graph:
                 .select_related("target__provider")
                 .order_by("id")
             )
-        tool_ids = {i for agent_id in frontier for i in agent_tool_ids(agents[agent_id])} - set(agents)
+        tool_ids = {i for agent_id in frontier for i in agent_references(agents[agent_id])} - set(agents)
         frontier = []
         for edge in edges:
             handoffs.setdefault(edge.source_id, []).append(edge)
@@ -242,21 +243,21 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
             handoff_description=row.handoff_description or None,
             model=resolved.model,
             model_settings=resolved.model_settings,
-            output_type=JsonSchemaOutput(row.output_schema) if row.output_schema else None,
+            output_type=JsonSchemaOutput(row.output_type) if row.output_type else None,
         )
         meter.add(built[agent_id], row, resolved)
     for agent_id, row in graph.agents.items():
         # Agents used as tools: the caller keeps the conversation and gets the other agent's answer back.
         built[agent_id].tools = [
-            built[tool["agent_id"]].as_tool(
-                tool_name=tool.get("name") or None,
+            built[target].as_tool(
+                tool_name=tool["name"],
                 tool_description=tool.get("description")
-                or graph.agents[tool["agent_id"]].handoff_description
-                or f"Ask the {graph.agents[tool['agent_id']].name} agent.",
+                or graph.agents[target].handoff_description
+                or f"Ask the {graph.agents[target].name} agent.",
                 hooks=meter,
             )
             for tool in row.tools or []
-            if tool.get("type") == "agent" and tool.get("agent_id") in built
+            if tool.get("type") == "agent" and (target := tool["params"]["agent_id"]) in built
         ]
     for agent_id, edges in graph.handoffs.items():
         built[agent_id].handoffs = [

@@ -8,35 +8,56 @@ from typing import Any
 
 from ninja import Field, Schema
 
+from agents_app.tool_specs import MAX_GUARDRAILS, MAX_TOOLS, GuardrailCreate, ToolCreate
 from config.input import InputSchema, QuerySchema
 
 
 class AgentIn(InputSchema):
+    """The spec's ``AgentCreate`` (``AgentBase``), with the platform's ``provider_id``, ``model_settings`` and
+    ``max_turns``. Where the spec allows null, null means the default."""
+
     name: str = Field(min_length=1, max_length=100)
     instructions: str = Field("", max_length=100_000)
+    model: str | None = Field(None, max_length=200, description="Empty or null: the provider's default model")
     provider_id: int | None = Field(None, description="None: the workspace's default provider")
-    model_name: str = Field("", max_length=200, description="Empty: the provider's default model")
-    model_settings: dict[str, Any] = Field(default_factory=dict, description="temperature, top_p, max_tokens, extra")
-    handoff_description: str = Field("", max_length=1000)
-    output_schema: dict[str, Any] | None = Field(None, description="JSON Schema of a structured answer")
-    tools: list[dict[str, Any]] = Field(default_factory=list, description="Stored; executed in a later release")
-    guardrails: list[dict[str, Any]] = Field(default_factory=list, description="Stored; executed in a later release")
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    model_settings: dict[str, Any] | None = Field(None, description="temperature, top_p, max_tokens, extra")
+    handoff_description: str | None = Field(None, max_length=1000)
+    input_guardrails: list[GuardrailCreate] | None = Field(None, max_length=MAX_GUARDRAILS)
+    output_guardrails: list[GuardrailCreate] | None = Field(None, max_length=MAX_GUARDRAILS)
+    output_type: dict[str, Any] | None = Field(None, description="JSON Schema (type object) of a structured answer")
+    tools: list[ToolCreate] | None = Field(None, max_length=MAX_TOOLS)
+    metadata: dict[str, Any] | None = None
     max_turns: int = Field(10, ge=1, le=100)
 
+    def service_values(self, *, partial: bool = False) -> dict[str, Any]:
+        """Return the agent service's fields, null as each field's default, tools and guardrails as sent (their
+        defaults not filled in). ``partial``: only the fields the client sent (a PATCH)."""
+        sent = self.model_dump(mode="json", exclude_unset=partial)
+        for key in ("tools", "input_guardrails", "output_guardrails"):
+            items = getattr(self, key)
+            if items is not None:
+                sent[key] = [item.model_dump(mode="json", exclude_unset=True) for item in items]
+        return {key: _NULL_MEANS[key] if value is None and key in _NULL_MEANS else value for key, value in sent.items()}
 
-class AgentPatch(InputSchema):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    instructions: str | None = Field(None, max_length=100_000)
-    provider_id: int | None = None
-    model_name: str | None = Field(None, max_length=200)
-    model_settings: dict[str, Any] | None = None
-    handoff_description: str | None = Field(None, max_length=1000)
-    output_schema: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    guardrails: list[dict[str, Any]] | None = None
-    metadata: dict[str, Any] | None = None
-    max_turns: int | None = Field(None, ge=1, le=100)
+
+# A spec client sends null for an optional field it leaves out: it means the field's default.
+_NULL_MEANS: dict[str, Any] = {
+    "model": "",
+    "model_settings": {},
+    "handoff_description": "",
+    "input_guardrails": [],
+    "output_guardrails": [],
+    "tools": [],
+    "metadata": {},
+}
+
+
+class AgentPatch(AgentIn):
+    """Any fields of ``AgentIn``; those left out keep their value (null: the field's default)."""
+
+    name: str = Field(None, min_length=1, max_length=100)  # type: ignore[assignment]
+    instructions: str = Field(None, max_length=100_000)  # type: ignore[assignment]
+    max_turns: int = Field(None, ge=1, le=100)  # type: ignore[assignment]
 
 
 class HandoffIn(InputSchema):
@@ -96,22 +117,22 @@ class ContextOut(Schema):
     content: dict[str, Any]
     is_default: bool
 
-    @staticmethod
-    def resolve_content(obj: Any) -> dict[str, Any]:
-        return obj["data"] if isinstance(obj, dict) else obj.data
-
 
 class AgentOut(Schema):
+    """The spec's ``AgentResponse`` with the platform's fields (provider, settings, turns, version, wiring)."""
+
     id: int
+    user_id: int | None = Field(description="Who created it; None once that account is gone")
     name: str
     instructions: str
+    model: str
     provider_id: int | None
-    model_name: str
     model_settings: dict[str, Any]
     handoff_description: str
-    output_schema: dict[str, Any] | None
+    input_guardrails: list[dict[str, Any]]
+    output_guardrails: list[dict[str, Any]]
+    output_type: dict[str, Any] | None
     tools: list[dict[str, Any]]
-    guardrails: list[dict[str, Any]]
     metadata: dict[str, Any]
     max_turns: int
     version: int
@@ -125,7 +146,7 @@ class AgentSummaryOut(Schema):
     id: int
     name: str
     provider_id: int | None
-    model_name: str
+    model: str
     handoff_description: str
     version: int
     updated_at: datetime
@@ -182,7 +203,7 @@ class Usage(Schema):
 
 
 class AgentRunResponse(Schema):
-    run_id: int
+    run_id: str = Field(description="The run's id, as a string (the spec's type); GET /runs/{run_id} takes it")
     status: str
     output: Any
     messages: list[dict[str, Any]]
@@ -194,7 +215,7 @@ class AgentRunResponse(Schema):
 
 
 class RunQueuedOut(Schema):
-    run_id: int
+    run_id: str
     status: str
     conversation_id: int | None
     trace_id: str
@@ -203,7 +224,7 @@ class RunQueuedOut(Schema):
 class RunErrorOut(Schema):
     detail: str
     code: str
-    run_id: int
+    run_id: str
 
 
 # The answers of POST /agents/{id}/run by status (agents_app/runs/answer.py renders their bodies).

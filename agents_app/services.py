@@ -13,27 +13,29 @@ from accounts_app.actor import Actor
 from agents_app.exceptions import ConflictError, InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentHandoff
 from agents_app.selectors import agent_get, context_get
+from agents_app.tool_specs import TOOL_NAME, clean_guardrails, clean_tools, referenced_agent_ids
 from config.db import save_or_field_error
 from providers_app.models import Provider
 from providers_app.runtime import clean_model_settings
 
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_TOOL_NAME = re.compile(TOOL_NAME)
 AGENT_FIELDS = {
     "name",
     "instructions",
     "provider_id",
-    "model_name",
+    "model",
     "model_settings",
     "handoff_description",
-    "output_schema",
+    "output_type",
     "tools",
-    "guardrails",
+    "input_guardrails",
+    "output_guardrails",
     "metadata",
     "max_turns",
 }
 
 
-def validate_output_schema(schema: Any) -> str | None:
+def validate_output_type(schema: Any) -> str | None:
     """Return why ``schema`` cannot be an output type, or None. It must be a valid JSON Schema object type."""
     if schema is None:
         return None
@@ -58,45 +60,42 @@ def _validate(agent: Agent, fields: dict[str, str]) -> None:
         fields["name"] = "Another agent of this workspace has this name."
     if len(agent.instructions or "") > 100_000:
         fields["instructions"] = "At most 100,000 characters."
-    if len(agent.model_name or "") > 200:
-        fields["model_name"] = "At most 200 characters."
+    if len(agent.model or "") > 200:
+        fields["model"] = "At most 200 characters."
     try:
         clean_model_settings(agent.model_settings)
     except InvalidInputError as exc:
         fields["model_settings"] = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
-    problem = validate_output_schema(agent.output_schema)
+    problem = validate_output_type(agent.output_type)
     if problem:
-        fields["output_schema"] = problem
-    for key in ("tools", "guardrails"):
-        value = getattr(agent, key)
-        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            fields[key] = "Give a list of objects."
-    if "tools" not in fields:
-        problem = _agent_tools_problem(agent)
-        if problem:
-            fields["tools"] = problem
+        fields["output_type"] = problem
+    agent.tools, problems = clean_tools(agent.tools)
+    fields.update(problems)
+    for kind in ("input", "output"):
+        key = f"{kind}_guardrails"
+        cleaned, problems = clean_guardrails(getattr(agent, key), kind=kind, field=key)
+        setattr(agent, key, cleaned)
+        fields.update(problems)
+    fields.update(_agent_references_problems(agent))
     if not isinstance(agent.metadata, dict):
         fields["metadata"] = "Give an object."
     if not isinstance(agent.max_turns, int) or isinstance(agent.max_turns, bool) or not 1 <= agent.max_turns <= 100:
         fields["max_turns"] = "Give a whole number from 1 to 100."
 
 
-def _agent_tools_problem(agent: Agent) -> str | None:
-    """Check the ``{"type": "agent", "agent_id": N, "name"?, "description"?}`` entries of ``agent.tools``."""
-    for tool in agent.tools:
-        if tool.get("type") != "agent":
-            continue
-        target = tool.get("agent_id")
-        if not isinstance(target, int) or isinstance(target, bool):
-            return "An agent tool needs an integer agent_id."
+def _agent_references_problems(agent: Agent) -> dict[str, str]:
+    """Return a problem per tool or guardrail that names an agent outside the workspace, or the agent itself."""
+    found = referenced_agent_ids(agent.tools, agent.input_guardrails, agent.output_guardrails)
+    existing = set(
+        Agent.objects.filter(pk__in=set(found.values()), workspace=agent.workspace).values_list("pk", flat=True)
+    )
+    problems = {}
+    for path, target in found.items():
         if agent.pk is not None and target == agent.pk:
-            return "An agent cannot be its own tool."
-        if not Agent.objects.filter(pk=target, workspace=agent.workspace).exists():
-            return f"No agent with id {target} in this workspace."
-        name = tool.get("name")
-        if name is not None and (not isinstance(name, str) or not _TOOL_NAME.match(name)):
-            return "A tool name uses 1 to 64 letters, digits, '_' or '-'."
-    return None
+            problems[path] = "An agent cannot use itself as a tool or judge."
+        elif target not in existing:
+            problems[path] = f"No agent with id {target} in this workspace."
+    return problems
 
 
 def _provider_in_workspace(actor: Actor, provider_id: int | None, fields: dict[str, str]) -> Provider | None:
@@ -154,7 +153,7 @@ def agent_update(*, actor: Actor, agent_id: int, changes: dict[str, Any]) -> Age
         if key == "provider_id":
             agent.provider = _provider_in_workspace(actor, value, fields)
         else:
-            setattr(agent, key, value if value is not None or key == "output_schema" else getattr(agent, key))
+            setattr(agent, key, value if value is not None or key == "output_type" else getattr(agent, key))
     _validate(agent, fields)
     _save(agent, fields)
     agent.refresh_from_db()
@@ -162,13 +161,13 @@ def agent_update(*, actor: Actor, agent_id: int, changes: dict[str, Any]) -> Age
 
 
 def agent_set_model(
-    *, actor: Actor, agent_id: int, provider_id: int | None, model_name: str, model_settings: dict[str, Any] | None
+    *, actor: Actor, agent_id: int, provider_id: int | None, model: str, model_settings: dict[str, Any] | None
 ) -> Agent:
     """Point an agent at a provider and model (None: the workspace default). Returns it."""
     return agent_update(
         actor=actor,
         agent_id=agent_id,
-        changes={"provider_id": provider_id, "model_name": model_name, "model_settings": model_settings or {}},
+        changes={"provider_id": provider_id, "model": model, "model_settings": model_settings or {}},
     )
 
 
@@ -223,15 +222,15 @@ def handoff_remove(*, actor: Actor, agent_id: int, target_id: int) -> None:
         raise NotFoundError("Handoff not found.")
 
 
-def _context_fields(name: str, data: Any, fields: dict[str, str]) -> None:
+def _context_fields(name: str, content: Any, fields: dict[str, str]) -> None:
     if not (name or "").strip():
         fields["name"] = "Give the context a name."
     elif len(name) > 100:
         fields["name"] = "At most 100 characters."
-    if not isinstance(data, dict):
-        fields["data"] = "Give a JSON object."
-    elif len(str(data)) > 50_000:
-        fields["data"] = "The context is too large (50,000 characters at most)."
+    if not isinstance(content, dict):
+        fields["content"] = "Give a JSON object."
+    elif len(str(content)) > 50_000:
+        fields["content"] = "The context is too large (50,000 characters at most)."
 
 
 def _make_only_default(context: AgentContext) -> None:
@@ -242,20 +241,20 @@ def _make_only_default(context: AgentContext) -> None:
 
 @transaction.atomic
 def context_create(
-    *, actor: Actor, agent_id: int, name: str, data: dict[str, Any], is_default: bool | None = None
+    *, actor: Actor, agent_id: int, name: str, content: dict[str, Any], is_default: bool | None = None
 ) -> AgentContext:
     """Add a named context to an agent; the first one becomes the default. Returns it."""
     actor.require_write()
     agent = agent_get(actor=actor, agent_id=agent_id)
     fields: dict[str, str] = {}
-    _context_fields(name, data, fields)
+    _context_fields(name, content, fields)
     if AgentContext.objects.filter(agent=agent, name=(name or "").strip()).exists():
         fields["name"] = "This agent already has a context with this name."
     if fields:
         raise InvalidInputError("The context could not be saved.", fields=fields)
     first = not AgentContext.objects.filter(agent=agent).exists()
     context = AgentContext(
-        agent=agent, name=name.strip(), data=data, is_default=is_default if is_default is not None else first
+        agent=agent, name=name.strip(), content=content, is_default=is_default if is_default is not None else first
     )
     if context.is_default:
         _make_only_default(context)
@@ -265,19 +264,19 @@ def context_create(
 
 @transaction.atomic
 def context_update(*, actor: Actor, agent_id: int, context_id: int, changes: dict[str, Any]) -> AgentContext:
-    """Change a context's name, data or default flag. Returns it."""
+    """Change a context's name, content or default flag. Returns it."""
     actor.require_write()
     agent = agent_get(actor=actor, agent_id=agent_id)
     context = context_get(agent=agent, context_id=context_id)
     fields: dict[str, str] = {}
     name = changes.get("name", context.name)
-    data = changes.get("data", context.data)
-    _context_fields(name, data, fields)
+    content = changes.get("content", context.content)
+    _context_fields(name, content, fields)
     if AgentContext.objects.filter(agent=agent, name=(name or "").strip()).exclude(pk=context.pk).exists():
         fields["name"] = "This agent already has a context with this name."
     if fields:
         raise InvalidInputError("The context could not be saved.", fields=fields)
-    context.name, context.data = name.strip(), data
+    context.name, context.content = name.strip(), content
     if changes.get("is_default"):
         context.is_default = True
         _make_only_default(context)

@@ -176,11 +176,11 @@ def context_add(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
                 actor=request.actor,
                 agent_id=agent.pk,
                 name=form.cleaned_data["name"],
-                data=form.cleaned_data["json_data"],
+                content=form.cleaned_data["content"],
                 is_default=True if form.cleaned_data["is_default"] else None,
             )
         except InvalidInputError as exc:
-            apply_errors(form, exc, aliases={"data": "json_data"})
+            apply_errors(form, exc)
         else:
             messages.success(request, "Context added.")
             return redirect("agents:detail", agent_id=agent.pk)

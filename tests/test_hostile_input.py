@@ -26,7 +26,7 @@ def client(team) -> Client:
 @pytest.fixture
 def agent(team) -> Agent:
     created = agent_create(actor=team, name="Target", instructions="Be kind.", metadata={"keep": "me"})
-    context_create(actor=team, agent_id=created.pk, name="ctx", data={"a": 1})
+    context_create(actor=team, agent_id=created.pk, name="ctx", content={"a": 1})
     return created
 
 
@@ -131,7 +131,7 @@ def test_deep_nesting_is_422(client, agent, depth):
     deep = _nested(depth)
     for method, path, body in [
         ("post", "/api/v1/agents", {"name": "deep", "metadata": deep}),
-        ("post", "/api/v1/agents", {"name": "deep", "output_schema": deep}),
+        ("post", "/api/v1/agents", {"name": "deep", "output_type": deep}),
         ("post", f"/api/v1/agents/{agent.pk}/contexts", {"name": "deep", "content": deep}),
         ("post", f"/api/v1/agents/{agent.pk}/run", {"message": "hi", "metadata": deep}),
     ]:
@@ -156,7 +156,7 @@ def test_arrays_nested_thousands_deep_are_refused_not_crashed(client, agent):
 def test_a_body_that_is_not_an_object_is_422_and_changes_nothing(client, agent, team, raw):
     from agents_app.services import agent_set_model
 
-    agent_set_model(actor=team, agent_id=agent.pk, provider_id=None, model_name="kept-model", model_settings={})
+    agent_set_model(actor=team, agent_id=agent.pk, provider_id=None, model="kept-model", model_settings={})
     for method, path in [
         ("post", f"/api/v1/agents/{agent.pk}/model"),
         ("patch", f"/api/v1/agents/{agent.pk}"),
@@ -165,7 +165,7 @@ def test_a_body_that_is_not_an_object_is_422_and_changes_nothing(client, agent, 
     ]:
         assert_4xx(send(client, method, path, raw), 422, "validation_error")
     agent.refresh_from_db()
-    assert (agent.model_name, agent.instructions) == ("kept-model", "Be kind.")
+    assert (agent.model, agent.instructions) == ("kept-model", "Be kind.")
 
 
 @pytest.mark.parametrize("raw", ['{"name": NaN}', '{"name": "x", "metadata": {"v": Infinity}}', "{", '{"a": 1}}'])
@@ -286,15 +286,15 @@ def test_a_pages_json_field_refuses_what_the_api_refuses(team, page_client, agen
     from agents_app.models import AgentContext
 
     before = AgentContext.objects.count()
-    response = page_client(team).post(f"/agents/{agent.pk}/contexts/", {"name": "bad", "json_data": raw})
+    response = page_client(team).post(f"/agents/{agent.pk}/contexts/", {"name": "bad", "content": raw})
     assert response.status_code == 422
     assert AgentContext.objects.count() == before
     response = page_client(team).post(
-        f"/agents/{agent.pk}/edit/", {"name": "Target", "max_turns": "10", "output_schema": raw}
+        f"/agents/{agent.pk}/edit/", {"name": "Target", "max_turns": "10", "output_type": raw}
     )
     assert response.status_code == 422
     agent.refresh_from_db()
-    assert agent.output_schema is None
+    assert agent.output_type is None
 
 
 @pytest.mark.parametrize("url", ["/traces/trace_%00x/", "/agents/?q=a%00b", "/credits/?kind=%00", "/agents/?%00=1"])

@@ -1,15 +1,89 @@
-"""A client written from the spec's models alone (``ProviderConfig``, ``ContextCreate``, ``ModelConfig``,
-``AgentRunInput``) posts their bodies and reads back everything it sent."""
+"""A client written from the spec's models alone (``AgentCreate`` with ``ToolCreate`` and ``GuardrailCreate``,
+``ProviderConfig``, ``ContextCreate``, ``ModelConfig``, ``AgentRunInput``/``AgentRunResponse``) posts their bodies
+and reads back everything it sent. The models below are the spec's, as written there (its closing data models)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
+from pydantic import BaseModel
 
 from accounts_app.services import api_token_create
 from agents_app.services import agent_create
+from tests.fakes import Reply
 
 pytestmark = pytest.mark.django_db
+
+
+class ToolType(str, Enum):  # noqa: UP042 (as the spec writes it)
+    WEB_SEARCH = "web_search"
+    FILE_SEARCH = "file_search"
+    COMPUTER = "computer"
+    FUNCTION = "function"
+    AGENT = "agent"
+
+
+class GuardrailType(str, Enum):  # noqa: UP042
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+class ToolCreate(BaseModel):
+    name: str
+    description: str
+    type: ToolType
+    params: dict[str, Any]
+
+
+class GuardrailCreate(BaseModel):
+    name: str
+    description: str
+    type: GuardrailType
+    implementation: str
+    config: dict[str, Any]
+
+
+class AgentBase(BaseModel):
+    name: str
+    instructions: str
+    model: str | None = "gpt-4o"
+    handoff_description: str | None = None
+    input_guardrails: list[GuardrailCreate] | None = None
+    output_guardrails: list[GuardrailCreate] | None = None
+    output_type: dict[str, Any] | None = None
+    tools: list[ToolCreate] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class AgentCreate(AgentBase):
+    pass
+
+
+class AgentResponse(AgentBase):
+    id: int
+    user_id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentRunInput(BaseModel):
+    message: str
+    context_id: int | None = None
+    stream: bool = False
+    provider_id: int | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class AgentRunResponse(BaseModel):
+    output: str | dict[str, Any]
+    messages: list[dict[str, Any]]
+    usage: dict[str, Any]
+    trace_id: str | None = None
+    run_id: str
 
 
 @pytest.fixture
@@ -71,5 +145,95 @@ def test_model_config(client, team):
         "additional_params": {"seed": 7},
     }
     answer = post(client, f"/api/v1/agents/{agent.pk}/model", sent)
-    assert (answer["provider_id"], answer["model_name"]) == (provider["id"], "gpt-4o")
+    assert (answer["provider_id"], answer["model"]) == (provider["id"], "gpt-4o")
     assert answer["model_settings"] == {"temperature": 0.3, "top_p": 0.9, "max_tokens": 512, "extra": {"seed": 7}}
+
+
+def test_agent_create_with_tools_and_guardrails(client, team):
+    helper = agent_create(actor=team, name="Researcher")
+    sent = AgentCreate(
+        name="Analyst",
+        instructions="Analyse documents.",
+        handoff_description="Answers questions about documents",
+        output_type={"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]},
+        tools=[
+            ToolCreate(
+                name="research", description="Ask the researcher.", type="agent", params={"agent_id": helper.pk}
+            ),
+            ToolCreate(
+                name="calculate",
+                description="Evaluate a sum.",
+                type="function",
+                params={
+                    "code": "def main(a, b):\n    return a + b\n",
+                    "allow_code_execution": True,
+                    "parameters": [
+                        {"name": "a", "type": "int", "description": "first"},
+                        {"name": "b", "type": "int", "default": 0, "description": "second"},
+                    ],
+                },
+            ),
+            ToolCreate(
+                name="search", description="Search the web.", type="web_search", params={"max_search_results": 5}
+            ),
+        ],
+        input_guardrails=[
+            GuardrailCreate(
+                name="no_pins",
+                description="Refuse PIN codes.",
+                type="input",
+                implementation="regex",
+                config={"pattern": "\\b\\d{4}\\b", "message": "Do not send PINs."},
+            )
+        ],
+        output_guardrails=[
+            GuardrailCreate(
+                name="reviewed",
+                description="A second agent reviews the answer.",
+                type="output",
+                implementation="agent",
+                config={"agent_id": helper.pk},
+            )
+        ],
+        metadata={"team": "research"},
+    )
+    body = sent.model_dump(mode="json")  # as a spec client sends it: every optional field, null or not
+    created = post(client, "/api/v1/agents", body)
+    read = AgentResponse.model_validate(client.get(f"/api/v1/agents/{created['id']}").json())
+    assert read.model_dump(mode="json", include=set(body)) == body
+    assert read.user_id == team.user.pk
+
+    # The spec's defaults: null for what a client leaves out, and "gpt-4o" as the model.
+    bare = post(client, "/api/v1/agents", AgentCreate(name="Bare", instructions="Hi.").model_dump(mode="json"))
+    read = AgentResponse.model_validate(bare)
+    assert (read.model, read.tools, read.input_guardrails, read.handoff_description) == ("gpt-4o", [], [], "")
+
+    changed = post(client, f"/api/v1/agents/{created['id']}", {"tools": None, "model": None}, method="patch")
+    assert (changed["tools"], changed["model"], changed["input_guardrails"][0]["name"]) == ([], "", "no_pins")
+
+
+@override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"])
+def test_agent_run_input_and_response(client, team, fake_openai):
+    provider = post(
+        client,
+        "/api/v1/providers",
+        {
+            "type": "custom",
+            "api_key": "sk-run-0123456789",
+            "base_url": fake_openai.base_url,
+            "models": ["m"],
+            "default_model": "m",
+        },
+    )
+    agent = post(
+        client, "/api/v1/agents", AgentCreate(name="Runner", instructions="Answer.", model="m").model_dump(mode="json")
+    )
+    fake_openai.script(Reply("Forty-two."))
+    sent = AgentRunInput(message="The answer?", provider_id=provider["id"], metadata={"ticket": "T-1"})
+    answer = AgentRunResponse.model_validate(
+        post(client, f"/api/v1/agents/{agent['id']}/run", sent.model_dump(mode="json"))
+    )
+    assert answer.output == "Forty-two."
+    assert answer.usage["total_tokens"] > 0
+    run = client.get(f"/api/v1/runs/{answer.run_id}").json()  # the spec's string id opens the run
+    assert (run["status"], run["metadata"], run["trace_id"]) == ("succeeded", {"ticket": "T-1"}, answer.trace_id)

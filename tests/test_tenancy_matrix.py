@@ -19,11 +19,10 @@ from accounts_app.actor import Actor
 from accounts_app.models import Role
 from accounts_app.services import api_token_create
 from accounts_app.services.workspaces import invitation_create
-from agents_app.models import Agent, AgentContext, AgentRun, Conversation
+from agents_app.models import Agent, AgentRun, Conversation
 from agents_app.runs.lifecycle import start_run
 from agents_app.services import agent_create, context_create, handoff_add
 from config.api import api
-from providers_app.models import Provider
 from providers_app.services import provider_create
 from tests.conftest import SUMMARY
 from tests.factories import add_member, make_user
@@ -100,7 +99,7 @@ PAGES: dict[str, dict[str, Any]] = {
     "agents:chat": {"method": "get"},
     "agents:handoff_add": {"method": "post", "data": {"target_id": "{beta}"}},
     "agents:handoff_remove": {"method": "post"},
-    "agents:context_add": {"method": "post", "data": {"name": "c9", "json_data": "{}"}},
+    "agents:context_add": {"method": "post", "data": {"name": "c9", "content": "{}"}},
     "agents:context_delete": {"method": "post"},
     "providers:edit": {"method": "get", "role": "member"},
     "providers:test": {"method": "post"},
@@ -133,7 +132,7 @@ def world(team, outsider) -> World:
     alpha = agent_create(actor=team, name="Alpha", instructions="Route.")
     beta = agent_create(actor=team, name="Beta")
     handoff_add(actor=team, agent_id=alpha.pk, target_id=beta.pk)
-    context = context_create(actor=team, agent_id=alpha.pk, name="ctx", data={"k": 1})
+    context = context_create(actor=team, agent_id=alpha.pk, name="ctx", content={"k": 1})
     provider = provider_create(actor=team, type="openai", name="P", api_key="sk-team", is_default=False)
     run = async_to_sync(start_run)(actor=team, agent_id=alpha.pk, message="Hi")
     AgentRun.objects.filter(pk=run.run.pk).update(status="failed", error="x", error_code="x")
@@ -203,7 +202,7 @@ def test_every_operation_and_page_has_a_matrix_entry(request):
     assert set(_object_pages()) == set(PAGES) | NOT_WORKSPACE_OBJECTS
     request.config.stash[SUMMARY] = (  # printed at the end of the run (tests/conftest.py)
         f"tenancy matrix: {len(operations)} API operations and {len(PAGES)} pages, each tried by 4 actors; "
-        f"{len(REFERENCES) + 1} body fields tried with another workspace's id"
+        f"{len(REFERENCES) + len(NESTED_REFERENCES)} body fields tried with another workspace's id"
     )
 
 
@@ -285,7 +284,7 @@ REFERENCES: list[tuple[str, str, str, dict[str, Any]]] = [
 def foreign(outsider) -> dict[str, int]:
     """The outsider's own objects: what a client of the team must never reach by id."""
     agent = agent_create(actor=outsider, name="Theirs")
-    context = context_create(actor=outsider, agent_id=agent.pk, name="theirs", data={"secret": 1})
+    context = context_create(actor=outsider, agent_id=agent.pk, name="theirs", content={"secret": 1})
     provider = provider_create(actor=outsider, type="openai", name="Theirs", api_key="sk-theirs")
     conversation = Conversation.objects.create(workspace=outsider.workspace, agent=agent, title="theirs")
     return {
@@ -312,11 +311,35 @@ def test_another_workspaces_object_in_a_body_is_refused(world, foreign, method, 
     assert not Agent.objects.filter(workspace=world.team.workspace, handoffs__pk=foreign["target_id"]).exists()
 
 
-def test_an_agent_tool_naming_another_workspaces_agent_is_refused(world, foreign):
+# The agent ids inside an agent's tools and guardrails (agents_app.tool_specs.referenced_agent_ids).
+NESTED_REFERENCES = [
+    ("tools", {"type": "agent", "name": "t", "params": {}}, "params", "tools.0.params.agent_id"),
+    (
+        "input_guardrails",
+        {"name": "g", "implementation": "agent", "config": {}},
+        "config",
+        "input_guardrails.0.config.agent_id",
+    ),
+    (
+        "output_guardrails",
+        {"name": "g", "implementation": "agent", "config": {}},
+        "config",
+        "output_guardrails.0.config.agent_id",
+    ),
+]
+
+
+@pytest.mark.parametrize(("key", "entry", "part", "field"), NESTED_REFERENCES)
+@pytest.mark.parametrize("method", ["post", "patch"])
+def test_an_agent_tool_or_judge_naming_another_workspaces_agent_is_refused(
+    world, foreign, key, entry, part, field, method
+):
     client = Client(headers={"Authorization": f"Bearer {api_token_create(actor=world.team, name='ref').raw}"})
-    body = {"name": "Tooled", "tools": [{"type": "agent", "agent_id": foreign["agent_id"]}]}
-    response = client.post("/api/v1/agents", data=json.dumps(body), content_type="application/json")
-    assert response.status_code in (404, 422), response.content
+    body = {"name": "Tooled", key: [{**entry, part: {"agent_id": foreign["agent_id"]}}]}
+    url = "/api/v1/agents" if method == "post" else f"/api/v1/agents/{world.ids['agent_id']}"
+    before = Agent.objects.get(pk=world.ids["agent_id"]).version
+    response = getattr(client, method)(url, data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 422, response.content
+    assert [e["field"] for e in response.json()["errors"]] == [field]
     assert not Agent.objects.filter(name="Tooled").exists()
-    assert not AgentContext.objects.filter(agent_id=foreign["agent_id"]).exclude(name="theirs").exists()
-    assert Provider.objects.filter(workspace=world.team.workspace, api_key="sk-theirs").count() == 0
+    assert Agent.objects.get(pk=world.ids["agent_id"]).version == before

@@ -14,9 +14,13 @@ from agents_app.runtime import to_json
 
 
 def answer_fields(run: AgentRun) -> dict[str, Any]:
-    """Return what a run's answer says of a run (AgentRunResponse): its output, messages, usage and cost."""
+    """Return what a run's answer says of a run (AgentRunResponse): its output, messages, usage and cost.
+
+    ``run_id`` is a string in every run answer and event, as the spec's ``AgentRunResponse`` has it; the
+    run's endpoints (``/runs/{run_id}``) take it as it is.
+    """
     return {
-        "run_id": run.pk,
+        "run_id": str(run.pk),
         "status": run.status,
         "output": run.final_output,
         "messages": run.new_items,
@@ -33,17 +37,27 @@ def run_answer(run: AgentRun) -> tuple[int, dict[str, Any]]:
     succeeded, else 502 and its error (RunErrorOut)."""
     if run.status == RunStatus.SUCCEEDED:
         return 200, answer_fields(run)
-    return 502, {"detail": run.error, "code": run.error_code, "run_id": run.pk}
+    return 502, {"detail": run.error, "code": run.error_code, "run_id": str(run.pk)}
 
 
 def queued_answer(run: AgentRun) -> dict[str, Any]:
     """Return the body of a background run's 202 answer (RunQueuedOut)."""
-    return {"run_id": run.pk, "status": run.status, "conversation_id": run.conversation_id, "trace_id": run.trace_id}
+    return {
+        "run_id": str(run.pk),
+        "status": run.status,
+        "conversation_id": run.conversation_id,
+        "trace_id": run.trace_id,
+    }
 
 
 def run_event(run: AgentRun) -> dict[str, Any]:
     """Return a run's first stream event, ``run``: its ids, sent before the model is asked anything."""
-    data = {"run_id": run.pk, "conversation_id": run.conversation_id, "agent": run.agent_name, "trace_id": run.trace_id}
+    data = {
+        "run_id": str(run.pk),
+        "conversation_id": run.conversation_id,
+        "agent": run.agent_name,
+        "trace_id": run.trace_id,
+    }
     return {"event": "run", "data": data}
 
 

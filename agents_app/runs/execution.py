@@ -31,7 +31,7 @@ def model_resolver(active: ActiveRun) -> Callable[[Agent], ResolvedModel]:
         if row.pk == active.graph.root_id:
             return build_model(provider=active.root_provider, model_name=active.root_model, settings=row.model_settings)
         return build_model(
-            provider=row.provider or active.default_provider, model_name=row.model_name, settings=row.model_settings
+            provider=row.provider or active.default_provider, model_name=row.model, settings=row.model_settings
         )
 
     return resolve

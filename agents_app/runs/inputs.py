@@ -91,7 +91,7 @@ def read_inputs(
         else agent.provider or definition.default_provider
     )
     root_model = (
-        (agent.model_name if provider_id is None else "")
+        (agent.model if provider_id is None else "")
         or root_provider.default_model
         or next(iter(root_provider.model_list()), "")
     )

@@ -105,7 +105,7 @@ def start_statement(
         mode=mode,
         input=message,
         context_name=context.name if context else "",
-        context_data=dict(context.data) if context else {},
+        context_data=dict(context.content) if context else {},
         provider=inputs.root_provider if inputs.root_provider.pk else None,
         provider_type=inputs.root_provider.type,
         model_name=inputs.root_model,

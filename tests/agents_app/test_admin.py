@@ -11,7 +11,7 @@ from agents_app.services import agent_create, context_create, handoff_add
 def agents_data(team, fake_provider):
     for i in range(8):
         a = agent_create(actor=team, name=f"agent {i}")
-        context_create(actor=team, agent_id=a.pk, name="c", data={"i": i})
+        context_create(actor=team, agent_id=a.pk, name="c", content={"i": i})
         if i:
             handoff_add(actor=team, agent_id=a.pk, target_id=a.pk - 1)
         async_to_sync(start_run)(actor=team, agent_id=a.pk, message=f"hello {i}")

@@ -26,10 +26,17 @@ def test_create_get_patch_delete(team, api_client, fake_provider):
             "name": "Support",
             "instructions": "Be kind.",
             "provider_id": fake_provider.pk,
-            "model_name": "fake-model",
+            "model": "fake-model",
             "model_settings": {"temperature": 0.3},
-            "output_schema": {"type": "object", "properties": {}},
-            "tools": [{"type": "function", "name": "lookup"}],
+            "output_type": {"type": "object", "properties": {}},
+            "tools": [
+                {
+                    "type": "function",
+                    "name": "lookup",
+                    "params": {"endpoint": "https://tools.example.com/lookup"},
+                }
+            ],
+            "input_guardrails": [{"name": "no-pin", "implementation": "regex", "config": {"pattern": r"\d{4}"}}],
             "metadata": {"team": "cx"},
         },
     )
@@ -41,6 +48,8 @@ def test_create_get_patch_delete(team, api_client, fake_provider):
         1,
         "lookup",
     )
+    assert agent["input_guardrails"][0]["type"] == "input"  # filled in from the list it was sent in
+    assert (agent["model"], agent["output_guardrails"], agent["user_id"]) == ("fake-model", [], team.user.pk)
     patched = post(client, f"/api/v1/agents/{agent['id']}", {"instructions": "Be brief."}, method="patch").json()
     assert (patched["instructions"], patched["version"], patched["name"]) == ("Be brief.", 2, "Support")
     listed = client.get("/api/v1/agents?search=supp").json()
@@ -56,10 +65,12 @@ def test_create_get_patch_delete(team, api_client, fake_provider):
         ({}, "name"),
         ({"name": "x", "max_turns": 0}, "max_turns"),
         ({"name": "x", "model_settings": {"temperature": 9}}, "model_settings"),
-        ({"name": "x", "output_schema": {"type": "array"}}, "output_schema"),
-        ({"name": "x", "output_schema": {"type": "object", "properties": 5}}, "output_schema"),
+        ({"name": "x", "output_type": {"type": "array"}}, "output_type"),
+        ({"name": "x", "output_type": {"type": "object", "properties": 5}}, "output_type"),
         ({"name": "x", "provider_id": 999999}, "provider_id"),
         ({"name": "x", "tools": ["not an object"]}, "tools"),
+        ({"name": "x", "model_name": "old name"}, "model_name"),
+        ({"name": "x", "guardrails": []}, "guardrails"),
     ],
 )
 def test_bad_agent_input_is_422(team, api_client, body, field):
@@ -92,7 +103,7 @@ def test_handoffs_contexts_and_model(team, api_client, fake_provider):
     assert [c["is_default"] for c in client.get(f"/api/v1/agents/{a.pk}/contexts").json()] == [True, False]
     assert client.get(f"/api/v1/agents/{a.pk}/contexts/{second['id']}").json()["name"] == "std"
     post(client, f"/api/v1/agents/{a.pk}/contexts/{ctx['id']}", {"content": {"tier": 2}}, method="patch")
-    assert AgentContext.objects.get(pk=ctx["id"]).data == {"tier": 2}
+    assert AgentContext.objects.get(pk=ctx["id"]).content == {"tier": 2}
     assert_error(
         post(client, f"/api/v1/agents/{a.pk}/contexts", {"name": "vip", "content": {}}), 422, "validation_error"
     )
@@ -103,7 +114,7 @@ def test_handoffs_contexts_and_model(team, api_client, fake_provider):
         f"/api/v1/agents/{a.pk}/model",
         {"provider_id": fake_provider.pk, "model": "x", "max_tokens": 10},
     ).json()
-    assert (model["provider_id"], model["model_name"], model["model_settings"]) == (
+    assert (model["provider_id"], model["model"], model["model_settings"]) == (
         fake_provider.pk,
         "x",
         {"max_tokens": 10},
@@ -154,7 +165,7 @@ def test_run_streams_server_sent_events(team, helper, fake_openai):
 def team_agent(team, helper):
     other = agent_create(actor=team, name="Other")
     handoff_add(actor=team, agent_id=helper.pk, target_id=other.pk)
-    context = context_create(actor=team, agent_id=helper.pk, name="c", data={})
+    context = context_create(actor=team, agent_id=helper.pk, name="c", content={})
     return {"id": helper.pk, "target": other.pk, "ctx": context.pk}
 
 

@@ -28,7 +28,7 @@ def test_a_background_run_is_answered_202_and_handed_to_a_worker_once_recorded(t
     body = response.json()
     run = AgentRun.objects.get(pk=body["run_id"])
     assert body == {
-        "run_id": run.pk,
+        "run_id": str(run.pk),
         "status": "queued",
         "conversation_id": run.conversation_id,
         "trace_id": run.trace_id,

@@ -52,12 +52,13 @@ def _agent_form(agent: Agent, **changes) -> dict:
         "name": agent.name,
         "instructions": agent.instructions,
         "provider": agent.provider_id or "",
-        "model_name": agent.model_name,
+        "model": agent.model,
         "model_settings": json.dumps(agent.model_settings),
         "handoff_description": agent.handoff_description,
-        "output_schema": json.dumps(agent.output_schema) if agent.output_schema is not None else "",
+        "output_type": json.dumps(agent.output_type) if agent.output_type is not None else "",
         "tools": json.dumps(agent.tools),
-        "guardrails": json.dumps(agent.guardrails),
+        "input_guardrails": json.dumps(agent.input_guardrails),
+        "output_guardrails": json.dumps(agent.output_guardrails),
         "metadata": json.dumps(agent.metadata),
         "max_turns": agent.max_turns,
     }
@@ -105,14 +106,14 @@ def test_an_admin_edit_is_seen_and_moves_the_version(helper, operator, run_agent
 def test_the_admin_validates_through_the_services(helper, operator):
     response = operator.post(
         f"/admin/agents_app/agent/{helper.pk}/change/",
-        _agent_form(helper, instructions="Changed", output_schema=json.dumps({"type": "array"})),
+        _agent_form(helper, instructions="Changed", output_type=json.dumps({"type": "array"})),
         follow=True,
     )
-    assert "Not saved: The agent could not be saved. (output_schema: The output schema must have &quot;type&quot;" in (
+    assert "Not saved: The agent could not be saved. (output_type: The output schema must have &quot;type&quot;" in (
         response.content.decode()
     )
     helper.refresh_from_db()
-    assert (helper.instructions, helper.output_schema, helper.version) == ("You help.", None, 1)
+    assert (helper.instructions, helper.output_type, helper.version) == ("You help.", None, 1)
 
 
 def test_an_admin_inline_context_is_seen(helper, operator, run_agent):
@@ -121,7 +122,7 @@ def test_an_admin_inline_context_is_seen(helper, operator, run_agent):
         "contexts-TOTAL_FORMS": 1,
         "contexts-0-name": "vip",
         "contexts-0-is_default": "on",
-        "contexts-0-data": json.dumps({"tier": "gold"}),
+        "contexts-0-content": json.dumps({"tier": "gold"}),
     }
     response = operator.post(f"/admin/agents_app/agent/{helper.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -161,11 +162,11 @@ def test_an_admin_inline_handoff_is_seen_and_refused_across_workspaces(
 
 
 def test_an_admin_context_edit_is_seen(team, helper, operator, run_agent):
-    context = context_create(actor=team, agent_id=helper.pk, name="plan", data={"plan": "free"})
+    context = context_create(actor=team, agent_id=helper.pk, name="plan", content={"plan": "free"})
     assert '"plan": "free"' in run_agent(helper)["system"]
     response = operator.post(
         f"/admin/agents_app/agentcontext/{context.pk}/change/",
-        {"name": "plan", "is_default": "on", "data": json.dumps({"plan": "gold"})},
+        {"name": "plan", "is_default": "on", "content": json.dumps({"plan": "gold"})},
     )
     assert response.status_code == 302, response.content.decode()[:3000]
     assert '"plan": "gold"' in run_agent(helper)["system"]

@@ -27,7 +27,7 @@ def test_every_configuration_change_is_seen_by_the_next_request(team, helper, fa
     if change == "agent":
         agent_update(actor=team, agent_id=helper.pk, changes={"instructions": "Changed."})
     elif change == "context":
-        context_create(actor=team, agent_id=helper.pk, name="c", data={"a": 1})
+        context_create(actor=team, agent_id=helper.pk, name="c", content={"a": 1})
     elif change == "handoff":
         handoff_add(actor=team, agent_id=helper.pk, target_id=agent_create(actor=team, name="B").pk)
     elif change == "provider":

@@ -203,7 +203,7 @@ def test_a_run_ended_elsewhere_meanwhile_is_answered_as_recorded(asgi_server, te
     caller.join(30)
     run = AgentRun.objects.get()
     assert (answers[0].status_code, run.status) == (502, "failed")
-    assert answers[0].json() == {"detail": run.error, "code": run.error_code, "run_id": run.pk}
+    assert answers[0].json() == {"detail": run.error, "code": run.error_code, "run_id": str(run.pk)}
 
 
 def test_a_conversation_continues_through_the_hot_path(asgi_server, team, helper, fake_openai, handed_over):
@@ -305,7 +305,7 @@ def test_stream_and_background_runs_are_djangos(asgi_server, team, helper, fake_
     assert "event: done" in streamed.text
     queued = httpx2.post(run_url(asgi_server, helper), json={"message": "Hi", "background": True}, headers=headers)
     assert queued.status_code == 202
-    assert queued_ids == [queued.json()["run_id"]]
+    assert queued_ids == [int(queued.json()["run_id"])]
     assert [json.loads(call["body"]) for call in handed_over] == [
         {"message": "Hi", "stream": True},
         {"message": "Hi", "background": True},

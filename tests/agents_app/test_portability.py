@@ -14,7 +14,7 @@ from agents_app.models import Agent, AgentContext, AgentHandoff
 from agents_app.portability import agent_export, agent_export_python, agent_import
 from agents_app.runs.execution import execute_run
 from agents_app.runs.lifecycle import start_run
-from agents_app.services import agent_create, context_create, handoff_add
+from agents_app.services import agent_create, agent_update, context_create, handoff_add
 from providers_app.clients import close_clients_for_running_loop
 from tests.accounts_app.test_api import assert_error, post
 from tests.fakes import Reply, ToolCall
@@ -27,10 +27,25 @@ def graph(team, fake_provider):
     a = agent_create(actor=team, name="Front desk", instructions="Route requests.", provider_id=fake_provider.pk)
     b = agent_create(actor=team, name="Billing", instructions="Answer billing.", handoff_description="Invoices")
     c = agent_create(actor=team, name="Lookup", instructions="Look up.")
+    judge = agent_create(actor=team, name="Judge", instructions="Judge answers.")
     handoff_add(actor=team, agent_id=a.pk, target_id=b.pk)
     handoff_add(actor=team, agent_id=b.pk, target_id=a.pk, tool_name="back_to_front")
-    Agent.objects.filter(pk=b.pk).update(tools=[{"type": "agent", "agent_id": c.pk, "name": "lookup"}])
-    context_create(actor=team, agent_id=a.pk, name="shop", data={"shop": "Acme"})
+    agent_update(
+        actor=team,
+        agent_id=b.pk,
+        changes={
+            "tools": [{"type": "agent", "name": "lookup", "params": {"agent_id": c.pk}}],
+            "output_guardrails": [
+                {"name": "judge", "implementation": "agent", "config": {"agent_id": judge.pk}},
+                {
+                    "name": "no-iban",
+                    "implementation": "regex",
+                    "config": {"pattern": "[A-Z]{2}\\d{2}", "replacement": "-"},
+                },
+            ],
+        },
+    )
+    context_create(actor=team, agent_id=a.pk, name="shop", content={"shop": "Acme"})
     return a
 
 
@@ -38,13 +53,20 @@ def test_export_holds_the_whole_graph_by_name(team, graph):
     document = agent_export(actor=team, agent_id=graph.pk)
     assert (document["format"], document["root"]) == ("agents-platform/agents", "Front desk")
     by_name = {a["name"]: a for a in document["agents"]}
-    assert set(by_name) == {"Front desk", "Billing", "Lookup"}
+    assert set(by_name) == {"Front desk", "Billing", "Lookup", "Judge"}  # a guardrail's judge is part of it
     assert by_name["Billing"]["handoffs"][0] == {
         "target": "Front desk",
         "tool_name": "back_to_front",
         "tool_description": "",
     }
-    assert by_name["Billing"]["tools"] == [{"type": "agent", "name": "lookup", "agent": "Lookup"}]
+    assert by_name["Billing"]["tools"] == [{"type": "agent", "name": "lookup", "params": {"agent": "Lookup"}}]
+    assert by_name["Billing"]["output_guardrails"][0] == {
+        "name": "judge",
+        "implementation": "agent",
+        "type": "output",
+        "config": {"agent": "Judge"},
+    }
+    assert document["version"] == 2
     assert by_name["Front desk"]["provider"] == "Fake"
     assert "api_key" not in json.dumps(document)
 
@@ -61,8 +83,10 @@ def test_import_round_trip_in_another_workspace(team, graph, outsider):
     assert AgentHandoff.objects.filter(
         source=copied["Billing"], target=copied["Front desk"], tool_name="back_to_front"
     ).exists()
-    assert copied["Billing"].tools == [{"type": "agent", "name": "lookup", "agent_id": copied["Lookup"].pk}]
-    assert AgentContext.objects.get(agent=root).data == {"shop": "Acme"}
+    assert copied["Billing"].tools == [{"type": "agent", "name": "lookup", "params": {"agent_id": copied["Lookup"].pk}}]
+    assert copied["Billing"].output_guardrails[0]["config"] == {"agent_id": copied["Judge"].pk}
+    assert copied["Billing"].output_guardrails[1]["config"]["pattern"] == "[A-Z]{2}\\d{2}"
+    assert AgentContext.objects.get(agent=root).content == {"shop": "Acme"}
     again = agent_import(actor=outsider, document=parse_document(text))
     assert again.name == "Front desk (2)"
 
@@ -85,6 +109,43 @@ def test_import_round_trip_in_another_workspace(team, graph, outsider):
         (
             {"format": "agents-platform/agents", "version": 1, "root": "A", "agents": [{"name": "A", "max_turns": 0}]},
             "agents.A.max_turns",
+        ),
+        ({"format": "agents-platform/agents", "version": 3, "root": "A", "agents": [{"name": "A"}]}, "format"),
+        (
+            {
+                "format": "agents-platform/agents",
+                "version": 2,
+                "root": "A",
+                "agents": [{"name": "A", "tools": [{"type": "agent", "name": "t", "params": {"agent": "Nope"}}]}],
+            },
+            "agents.A.tools.0",
+        ),
+        (
+            {
+                "format": "agents-platform/agents",
+                "version": 2,
+                "root": "A",
+                "agents": [{"name": "A", "tools": [{"type": "shell", "name": "t", "params": {}}]}],
+            },
+            "agents.A.tools.0",
+        ),
+        (
+            {"format": "agents-platform/agents", "version": 2, "root": "A", "agents": [{"name": "A", "tools": "x"}]},
+            "agents.A.tools",
+        ),
+        (
+            {
+                "format": "agents-platform/agents",
+                "version": 2,
+                "root": "A",
+                "agents": [
+                    {
+                        "name": "A",
+                        "input_guardrails": [{"name": "g", "implementation": "regex", "config": {"pattern": "("}}],
+                    }
+                ],
+            },
+            "agents.A.input_guardrails.0.regex.config.pattern",
         ),
     ],
 )
@@ -112,10 +173,10 @@ def test_api_export_and_import(team, graph, outsider, api_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_exported_python_gives_the_same_answer_as_the_platform(team, fake_provider, fake_openai, tmp_path):
-    front = agent_create(actor=team, name="Front desk", instructions="Route.", output_schema=None)
-    billing = agent_create(actor=team, name="Billing", instructions="Answer billing.", output_schema=SCHEMA)
+    front = agent_create(actor=team, name="Front desk", instructions="Route.", output_type=None)
+    billing = agent_create(actor=team, name="Billing", instructions="Answer billing.", output_type=SCHEMA)
     handoff_add(actor=team, agent_id=front.pk, target_id=billing.pk)
-    context_create(actor=team, agent_id=front.pk, name="shop", data={"shop": "Acme"})
+    context_create(actor=team, agent_id=front.pk, name="shop", content={"shop": "Acme"})
     script = [ToolCall("transfer_to_billing"), Reply('{"answer": "Your invoice is paid."}')]
 
     fake_openai.script(*script)
@@ -155,3 +216,43 @@ def test_exported_python_gives_the_same_answer_as_the_platform(team, fake_provid
     exported_requests = [r.body for r in fake_openai.requests_to("/v1/chat/completions")]
     assert [r["messages"][0] for r in exported_requests] == [r["messages"][0] for r in platform_requests]
     assert [t["function"]["name"] for t in exported_requests[0]["tools"]] == ["transfer_to_billing"]
+
+
+def test_a_version_1_export_still_imports(team):
+    """Exports made before the spec's names: model_name, output_schema, one guardrails list, agent tools as
+    {"type": "agent", "agent": name}, contexts' data. What fits no spec shape is kept in metadata."""
+    document = {
+        "format": "agents-platform/agents",
+        "version": 1,
+        "root": "Front",
+        "agents": [
+            {
+                "name": "Front",
+                "instructions": "Route.",
+                "model_name": "m-1",
+                "output_schema": SCHEMA,
+                "guardrails": [
+                    {"name": "pin", "type": "input", "implementation": "regex", "config": {"pattern": "\\d{4}"}},
+                    {"name": "tone", "type": "output", "implementation": "regex", "config": {"pattern": "idiot"}},
+                    {"something": "unknown"},
+                ],
+                "tools": [{"type": "agent", "agent": "Helper Bot"}, {"type": "function", "name": "old"}],
+                "metadata": {"team": "cx"},
+                "max_turns": 4,
+                "contexts": [{"name": "shop", "data": {"shop": "Acme"}, "is_default": True}],
+            },
+            {"name": "Helper Bot", "instructions": "Help."},
+        ],
+    }
+    root = agent_import(actor=team, document=document)
+    helper = Agent.objects.get(workspace=team.workspace, name="Helper Bot")
+    assert (root.model, root.output_type, root.max_turns) == ("m-1", SCHEMA, 4)
+    assert root.tools == [{"name": "helper_bot", "description": "", "type": "agent", "params": {"agent_id": helper.pk}}]
+    assert [g["name"] for g in root.input_guardrails] == ["pin"]
+    assert [g["name"] for g in root.output_guardrails] == ["tone"]
+    assert root.metadata == {
+        "team": "cx",
+        "legacy_tools": [{"type": "function", "name": "old"}],
+        "legacy_guardrails": [{"something": "unknown"}],
+    }
+    assert AgentContext.objects.get(agent=root).content == {"shop": "Acme"}

@@ -130,7 +130,7 @@ def test_another_workspaces_agent_context_or_conversation_is_404(team, helper, o
     fake_openai.script(Reply("First."))
     first = run(helper.pk, {"message": "Hi"}).json()
     theirs = agent_create(actor=outsider, name="Theirs")
-    their_context = context_create(actor=outsider, agent_id=theirs.pk, name="c", data={})
+    their_context = context_create(actor=outsider, agent_id=theirs.pk, name="c", content={})
     assert_error(run(helper.pk, {"message": "Hi", "context_id": their_context.pk}), 404, "not_found")
     assert_error(
         run(theirs.pk, {"message": "Hi", "conversation_id": first["conversation_id"]}, actor=outsider), 404, "not_found"
@@ -157,8 +157,8 @@ def test_a_conversation_continues_with_its_history(team, helper, fake_openai, ru
 
 
 def test_a_context_is_given_to_the_model(team, helper, fake_openai, run):
-    context_create(actor=team, agent_id=helper.pk, name="default", data={"plan": "gold"})
-    other = context_create(actor=team, agent_id=helper.pk, name="other", data={"plan": "free"})
+    context_create(actor=team, agent_id=helper.pk, name="default", content={"plan": "gold"})
+    other = context_create(actor=team, agent_id=helper.pk, name="other", content={"plan": "free"})
     fake_openai.script(Reply("One."), Reply("Two."))
     assert run(helper.pk, {"message": "Hi"}).status_code == 200
     assert run(helper.pk, {"message": "Hi", "context_id": other.pk}).status_code == 200

@@ -109,7 +109,9 @@ def test_an_agent_used_as_a_tool_runs_on_its_own_provider(team, alpha_beta, fake
     from agents_app.services import agent_update
 
     agent_update(
-        actor=team, agent_id=alpha.pk, changes={"tools": [{"type": "agent", "agent_id": beta.pk, "name": "ask_beta"}]}
+        actor=team,
+        agent_id=alpha.pk,
+        changes={"tools": [{"type": "agent", "name": "ask_beta", "params": {"agent_id": beta.pk}}]},
     )
     fake_openai.script(ToolCall("ask_beta", {"input": "What?"}), Reply("Beta says 42."), Reply("It is 42."))
     status, body = post_run(alpha.pk, {"message": "Hi"})

@@ -85,7 +85,14 @@ def test_a_tool_call_to_another_agent(team, fake_provider, scripted):
         actor=team,
         name="Writer",
         instructions="Write.",
-        tools=[{"type": "agent", "agent_id": researcher.pk, "name": "research", "description": "Look things up."}],
+        tools=[
+            {
+                "type": "agent",
+                "name": "research",
+                "description": "Look things up.",
+                "params": {"agent_id": researcher.pk},
+            }
+        ],
     )
     scripted["Writer"] = ScriptedModel(
         [
@@ -120,7 +127,7 @@ SCHEMA = {
     ],
 )
 def test_structured_output_is_validated(team, fake_provider, scripted, answer, status, output):
-    agent = agent_create(actor=team, name="Weather", output_schema=SCHEMA)
+    agent = agent_create(actor=team, name="Weather", output_type=SCHEMA)
     scripted["Weather"] = ScriptedModel([[assistant_message(json.dumps(answer))]])
     finished = run(team, agent)
     assert (finished.status, finished.final_output) == (status, output)
@@ -132,7 +139,7 @@ def test_structured_output_is_validated(team, fake_provider, scripted, answer, s
 
 def test_memory_and_context_reach_the_model(team, fake_provider, scripted):
     agent = agent_create(actor=team, name="Helper", instructions="You help.")
-    context_create(actor=team, agent_id=agent.pk, name="customer", data={"plan": "gold"})
+    context_create(actor=team, agent_id=agent.pk, name="customer", content={"plan": "gold"})
     scripted["Helper"] = ScriptedModel(
         [[assistant_message("Nice to meet you, Ada.")], [assistant_message("Your name is Ada.")]]
     )
@@ -149,7 +156,7 @@ def test_memory_and_context_reach_the_model(team, fake_provider, scripted):
 def test_streaming_event_order(team, fake_provider, scripted):
     researcher = agent_create(actor=team, name="Researcher")
     alpha = agent_create(
-        actor=team, name="Alpha", tools=[{"type": "agent", "agent_id": researcher.pk, "name": "research"}]
+        actor=team, name="Alpha", tools=[{"type": "agent", "name": "research", "params": {"agent_id": researcher.pk}}]
     )
     beta = agent_create(actor=team, name="Beta")
     handoff_add(actor=team, agent_id=alpha.pk, target_id=beta.pk)

@@ -36,16 +36,16 @@ def test_create_then_edit(team, page_client, fake_provider):
             "name": "Weather",
             "instructions": "Forecast.",
             "provider_id": str(fake_provider.pk),
-            "model_name": "fake-model",
+            "model": "fake-model",
             "temperature": "0.5",
             "max_turns": "5",
-            "output_schema": '{"type": "object", "properties": {"city": {"type": "string"}}}',
+            "output_type": '{"type": "object", "properties": {"city": {"type": "string"}}}',
         },
     )
     agent = Agent.objects.get(name="Weather")
     assert response.status_code == 302
     assert response["Location"] == f"/agents/{agent.pk}/chat/"
-    assert (agent.model_settings, agent.max_turns, agent.output_schema["type"]) == ({"temperature": 0.5}, 5, "object")
+    assert (agent.model_settings, agent.max_turns, agent.output_type["type"]) == ({"temperature": 0.5}, 5, "object")
     assert "Forecast." in client.get(f"/agents/{agent.pk}/edit/").content.decode()
     client.post(
         f"/agents/{agent.pk}/edit/",
@@ -59,8 +59,8 @@ def test_create_then_edit(team, page_client, fake_provider):
     ("data", "message"),
     [
         ({"name": "", "max_turns": "10"}, "This field is required."),
-        ({"name": "x", "max_turns": "10", "output_schema": "{nope"}, "not valid JSON"),
-        ({"name": "x", "max_turns": "10", "output_schema": '{"type": "array"}'}, "must have"),
+        ({"name": "x", "max_turns": "10", "output_type": "{nope"}, "not valid JSON"),
+        ({"name": "x", "max_turns": "10", "output_type": '{"type": "array"}'}, "must have"),
         ({"name": "x", "max_turns": "0"}, "greater than or equal to 1"),
         ({"name": "x", "max_turns": "10", "temperature": "7"}, "less than or equal to 2"),
     ],
@@ -83,9 +83,9 @@ def test_detail_wires_handoffs_and_contexts(team, page_client, fake_provider):
     assert "Alpha" in html
     client.post(f"/agents/{a.pk}/handoffs/{b.pk}/remove/")
     assert not AgentHandoff.objects.exists()
-    client.post(f"/agents/{a.pk}/contexts/", {"name": "vip", "json_data": '{"tier": 1}'})
-    assert AgentContext.objects.get(agent=a).data == {"tier": 1}
-    bad = client.post(f"/agents/{a.pk}/contexts/", {"name": "x", "json_data": "[1]"})
+    client.post(f"/agents/{a.pk}/contexts/", {"name": "vip", "content": '{"tier": 1}'})
+    assert AgentContext.objects.get(agent=a).content == {"tier": 1}
+    bad = client.post(f"/agents/{a.pk}/contexts/", {"name": "x", "content": "[1]"})
     assert bad.status_code == 422
     assert "Give a JSON object." in bad.content.decode()
 
@@ -120,12 +120,12 @@ def test_chat_turns_follow_their_start_times_not_their_ids(team, page_client, he
 
 
 def form_data(target) -> dict[str, object]:
-    return {"name": "x", "target_id": target.pk, "json_data": "{}", "max_turns": 1}
+    return {"name": "x", "target_id": target.pk, "content": "{}", "max_turns": 1}
 
 
 def test_outsider_gets_404_everywhere(team, helper, outsider, page_client):
     other = agent_create(actor=team, name="Other")
-    context = context_create(actor=team, agent_id=helper.pk, name="c", data={})
+    context = context_create(actor=team, agent_id=helper.pk, name="c", content={})
     run = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="hi").run
     client = page_client(outsider)
     gets = [

@@ -27,7 +27,7 @@ def test_open_a_runs_trace_expand_a_span_and_see_its_tool_arguments(page, fake_o
             actor=owner,
             name="Writer",
             instructions="Write.",
-            tools=[{"type": "agent", "agent_id": lookup.pk, "name": "lookup"}],
+            tools=[{"type": "agent", "name": "lookup", "params": {"agent_id": lookup.pk}}],
         )
         owner.workspace.refresh_from_db()
         fake_openai.script(

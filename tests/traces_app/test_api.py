@@ -23,7 +23,9 @@ def traced_run(team, helper, fake_openai):
     """A real run of the helper with one tool call (an agent tool), its trace written."""
     tool = agent_create(actor=team, name="Lookup", instructions="Look up.")
     agent_update(
-        actor=team, agent_id=helper.pk, changes={"tools": [{"type": "agent", "agent_id": tool.pk, "name": "lookup"}]}
+        actor=team,
+        agent_id=helper.pk,
+        changes={"tools": [{"type": "agent", "name": "lookup", "params": {"agent_id": tool.pk}}]},
     )
     team.workspace.refresh_from_db()  # the actor must carry the new configuration version
     fake_openai.script(ToolCall("lookup", {"input": "Oslo"}), Reply("Found Oslo.", usage=(4, 2)), Reply("Oslo!"))

@@ -75,7 +75,7 @@ def test_spans_are_exported_with_their_tree_and_attributes(team, fake_provider, 
         actor=team,
         name="Caller",
         instructions="Key sk-fake-0123456789 must not leak.",
-        tools=[{"type": "agent", "agent_id": tool.pk, "name": "lookup"}],
+        tools=[{"type": "agent", "name": "lookup", "params": {"agent_id": tool.pk}}],
     )
     fake_openai.script(ToolCall("lookup", {"input": "x"}), Reply("found", usage=(5, 1)), Reply("done", usage=(9, 2)))
     run = run_sync(team, agent)

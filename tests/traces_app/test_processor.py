@@ -21,7 +21,7 @@ def test_a_run_with_a_tool_call_and_a_handoff_leaves_its_span_tree(team, fake_pr
         actor=team,
         name="Writer",
         instructions="Write.",
-        tools=[{"type": "agent", "agent_id": researcher.pk, "name": "research"}],
+        tools=[{"type": "agent", "name": "research", "params": {"agent_id": researcher.pk}}],
     )
     editor = agent_create(actor=team, name="Editor", instructions="Edit.")
     handoff_add(actor=team, agent_id=writer.pk, target_id=editor.pk)
@@ -86,7 +86,7 @@ def test_a_provider_key_in_instructions_or_tool_arguments_is_not_stored(team, fa
         actor=team,
         name="Leaky",
         instructions=f"Use the key {key} when asked.",
-        tools=[{"type": "agent", "agent_id": agent_create(actor=team, name="Tool").pk, "name": "lookup"}],
+        tools=[{"type": "agent", "name": "lookup", "params": {"agent_id": agent_create(actor=team, name="Tool").pk}}],
     )
     fake_openai.script(ToolCall("lookup", {"input": f"{key} and {stranger}"}), Reply("ok"), Reply(f"Done {key}"))
     run = run_sync(team, leaky, f"My other key is {stranger}")

@@ -1,0 +1,277 @@
+"""The shapes of an agent's tools and guardrails: the spec's ``ToolCreate`` and ``GuardrailCreate``, validated per
+``type`` and per ``implementation`` (one discriminated schema each).
+
+One home for these rules: the API's request schema is built from these models, and the services check what the
+pages, the admin and imports store with the same models (``clean_tools``, ``clean_guardrails``). Whether an
+``agent_id`` names an agent of the workspace is the services' check; this module knows no database.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Annotated, Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from config.input import InputSchema
+from providers_app.egress import check_base_url
+
+TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+MAX_TOOLS = 64
+MAX_GUARDRAILS = 32
+MAX_CODE = 100_000
+
+
+def _json_schema_problem(schema: dict[str, Any]) -> str | None:
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return f"Not a valid JSON Schema: {exc.message}"
+    return None
+
+
+def code_problem(code: str) -> str | None:
+    """Return why ``code`` is not a Python module defining ``main``, or None. Parsed, never run."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        return f"Not valid Python{f' (line {line})' if line else ''}: {getattr(exc, 'msg', None) or exc}"
+    except (RecursionError, MemoryError):
+        return "The code is nested too deeply."
+    if not any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "main" for node in tree.body):
+        return "Define a function named main; it is called with the arguments as keyword arguments."
+    return None
+
+
+class CodeOrEndpoint(InputSchema):
+    """What a function tool or guardrail runs: ``code`` (Python defining ``main``, run in the sandbox only) or
+    ``endpoint`` (an HTTP URL that receives a JSON POST), exactly one of them."""
+
+    code: str | None = Field(None, min_length=1, max_length=MAX_CODE, description="Python that defines main")
+    allow_code_execution: bool = Field(False, description="Must be true for code to be run (in the sandbox)")
+    endpoint: str | None = Field(None, max_length=2000, description="An http(s) URL called with a JSON POST")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = check_base_url(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = code_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _one_implementation(self) -> CodeOrEndpoint:
+        if (self.code is None) == (self.endpoint is None):
+            raise ValueError("Give either code or endpoint.")
+        if self.code is not None and not self.allow_code_execution:
+            raise ValueError("Set allow_code_execution to true to run this code (in the sandbox).")
+        return self
+
+
+class ToolParameter(InputSchema):
+    """One argument of a function tool, as the spec lists them (``type`` is never evaluated)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    type: Literal["str", "int", "float", "bool", "list", "dict"] = "str"
+    default: Any = Field(None, description="Omitted: the argument is required")
+    description: str = Field("", max_length=1000)
+
+
+class FunctionParams(CodeOrEndpoint):
+    parameters: list[ToolParameter] | dict[str, Any] | None = Field(
+        None, description="The spec's list of {name, type, default, description}, or a JSON Schema object"
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, value: list[ToolParameter] | dict[str, Any] | None) -> Any:
+        if isinstance(value, dict):
+            problem = _json_schema_problem(value)
+            if problem:
+                raise ValueError(problem)
+            if value.get("type") != "object":
+                raise ValueError('A JSON Schema of the arguments needs "type": "object".')
+        elif isinstance(value, list):
+            names = [p.name for p in value]
+            if len(names) != len(set(names)):
+                raise ValueError("Two parameters have the same name.")
+        return value
+
+
+class WebSearchParams(InputSchema):
+    max_search_results: int = Field(5, ge=1, le=20)
+    search_context_size: Literal["low", "medium", "high"] = "medium"
+
+
+class FileSearchParams(InputSchema):
+    vector_store_id: int | str = Field(description="The knowledge base to search")
+    max_num_results: int = Field(3, ge=1, le=50)
+    similarity_threshold: float | None = Field(None, ge=0, le=1)
+
+
+class ComputerParams(InputSchema):
+    allowed_commands: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(None, max_length=100)
+    blocked_paths: list[Annotated[str, Field(min_length=1, max_length=1000)]] | None = Field(None, max_length=100)
+    read_only: bool = True
+
+
+class AgentToolParams(InputSchema):
+    agent_id: int = Field(ge=1, description="An agent of the same workspace, asked as a tool")
+
+
+class _Tool(InputSchema):
+    name: str = Field(pattern=TOOL_NAME, description="The name the model calls it by")
+    description: str = Field("", max_length=1000)
+
+
+class FunctionTool(_Tool):
+    type: Literal["function"]
+    params: FunctionParams
+
+
+class WebSearchTool(_Tool):
+    type: Literal["web_search"]
+    params: WebSearchParams = Field(default_factory=lambda: WebSearchParams.model_validate({}))
+
+
+class FileSearchTool(_Tool):
+    type: Literal["file_search"]
+    params: FileSearchParams
+
+
+class ComputerTool(_Tool):
+    type: Literal["computer"]
+    params: ComputerParams = Field(default_factory=lambda: ComputerParams.model_validate({}))
+
+
+class AgentTool(_Tool):
+    type: Literal["agent"]
+    params: AgentToolParams
+
+
+ToolCreate = Annotated[
+    FunctionTool | WebSearchTool | FileSearchTool | ComputerTool | AgentTool, Field(discriminator="type")
+]
+
+
+class RegexConfig(InputSchema):
+    pattern: str = Field(min_length=1, max_length=1000)
+    ignore_case: bool = False
+    message: str | None = Field(None, max_length=2000, description="An input guardrail's answer when it trips")
+    replacement: str | None = Field(None, max_length=2000, description="An output guardrail's replacement output")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ValueError(f"Not a valid regular expression: {exc}") from None
+        return value
+
+
+class AgentJudgeConfig(InputSchema):
+    agent_id: int = Field(ge=1, description="An agent of the same workspace that judges")
+
+
+class _Guardrail(InputSchema):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field("", max_length=1000)
+    type: Literal["input", "output"] | None = Field(None, description="Omitted: the list it is in")
+
+
+class RegexGuardrail(_Guardrail):
+    implementation: Literal["regex"]
+    config: RegexConfig
+
+
+class AgentGuardrail(_Guardrail):
+    implementation: Literal["agent"]
+    config: AgentJudgeConfig
+
+
+class FunctionGuardrail(_Guardrail):
+    implementation: Literal["function"]
+    config: CodeOrEndpoint
+
+
+GuardrailCreate = Annotated[RegexGuardrail | AgentGuardrail | FunctionGuardrail, Field(discriminator="implementation")]
+
+_TOOLS: TypeAdapter[list[Any]] = TypeAdapter(list[ToolCreate])
+_GUARDRAILS: TypeAdapter[list[Any]] = TypeAdapter(list[GuardrailCreate])
+
+
+def _problems(exc: ValidationError, field: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for error in exc.errors():
+        # As the API reports them (config.api): the path holds the type it was checked as ("tools.0.agent.params").
+        where = ".".join(str(p) for p in error["loc"])
+        fields.setdefault(f"{field}.{where}" if where else field, error["msg"].removeprefix("Value error, "))
+    return fields
+
+
+def clean_tools(value: Any, *, field: str = "tools") -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Return the tools as stored (what was sent, checked) and the problems found, by field path.
+
+    Checks each tool against its ``type``'s schema and that names are unique; not whether an agent exists.
+    """
+    if value is None:
+        return [], {}
+    if isinstance(value, list) and len(value) > MAX_TOOLS:
+        return [], {field: f"At most {MAX_TOOLS} tools."}
+    try:
+        tools = _TOOLS.validate_python(value)
+    except ValidationError as exc:
+        return [], _problems(exc, field)
+    names = [tool.name for tool in tools]
+    duplicate = next((name for name in names if names.count(name) > 1), None)
+    if duplicate:
+        return [], {field: f"Two tools are named {duplicate!r}; the model tells them apart by name."}
+    return [tool.model_dump(mode="json", exclude_unset=True) for tool in tools], {}
+
+
+def clean_guardrails(
+    value: Any, *, kind: Literal["input", "output"], field: str
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Return the guardrails as stored (each with its ``type``) and the problems found, by field path."""
+    if value is None:
+        return [], {}
+    if isinstance(value, list) and len(value) > MAX_GUARDRAILS:
+        return [], {field: f"At most {MAX_GUARDRAILS} guardrails."}
+    try:
+        guardrails = _GUARDRAILS.validate_python(value)
+    except ValidationError as exc:
+        return [], _problems(exc, field)
+    cleaned = []
+    for i, guardrail in enumerate(guardrails):
+        if guardrail.type not in (None, kind):
+            return [], {f"{field}.{i}.type": f"This list holds {kind} guardrails."}
+        cleaned.append({**guardrail.model_dump(mode="json", exclude_unset=True), "type": kind})
+    return cleaned, {}
+
+
+def referenced_agent_ids(tools: list[dict[str, Any]], *guardrail_lists: list[dict[str, Any]]) -> dict[str, int]:
+    """Return the agent ids the stored tools and guardrails name, by field path (``tools.0.params.agent_id``)."""
+    found: dict[str, int] = {}
+    for i, tool in enumerate(tools):
+        if tool.get("type") == "agent":
+            found[f"tools.{i}.params.agent_id"] = tool["params"]["agent_id"]
+    for guardrails in guardrail_lists:
+        for i, guardrail in enumerate(guardrails):
+            if guardrail.get("implementation") == "agent":
+                found[f"{guardrail['type']}_guardrails.{i}.config.agent_id"] = guardrail["config"]["agent_id"]
+    return found
