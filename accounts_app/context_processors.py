@@ -1,9 +1,10 @@
-"""Template context for the workspace switcher in the base layout."""
+"""Template context for the workspace switcher in the base layout, and the sign-up mode for the sign-in page."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 
@@ -12,7 +13,7 @@ def workspace(request: HttpRequest) -> dict[str, Any]:
     match = getattr(request, "resolver_match", None)  # None on 404 pages
     active_section = (match.namespace or match.url_name) if match else ""
     if not getattr(request, "user", None) or not request.user.is_authenticated:
-        return {"active_section": active_section}
+        return {"active_section": active_section, "signup_mode": settings.SIGNUP_MODE}
     from accounts_app.selectors import workspace_list_for_user
 
     actor = getattr(request, "actor", None)

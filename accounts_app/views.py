@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import Resolver404, resolve
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts_app import selectors, services
-from accounts_app.exceptions import InvalidInputError, NotFoundError
+from accounts_app.exceptions import InvalidInputError, NotFoundError, PermissionDeniedError
 from accounts_app.forms import InvitationForm, RoleForm, SignupForm, TokenForm, WorkspaceForm, apply_errors
 from accounts_app.http import HtmxHttpRequest, WorkspaceRequest
 from accounts_app.middleware import SESSION_KEY
@@ -24,11 +28,34 @@ from accounts_app.models import Role
 LEDGER_PAGE_SIZE = 25
 
 
+def _safe_next(request: HtmxHttpRequest) -> str:
+    """Return the ``next`` page asked for (query or form) when it is a path on this site, else ""."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    allowed = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
+    return target if allowed else ""
+
+
+def _invitation_token(target: str) -> str:
+    """Return the invitation token in ``target`` when it is an invitation's secret link, else ""."""
+    try:
+        match = resolve(urlsplit(target).path)
+    except Resolver404:
+        return ""
+    return str(match.kwargs.get("token", "")) if match.view_name == "accounts:invitation_accept_link" else ""
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request: HtmxHttpRequest) -> HttpResponse:
-    """Create an account with its personal workspace, sign in, and go to the dashboard."""
+    """Create an account with its personal workspace, sign in, and go to the dashboard (or to the invitation
+    whose link brought the visitor here). SIGNUP_MODE may close it, or require an invitation's link: 403."""
     if request.user.is_authenticated:
         return redirect("dashboard")
+    target = _safe_next(request)
+    token = _invitation_token(target)
+    try:
+        services.signup_check(invitation_token=token)
+    except PermissionDeniedError as exc:
+        return render(request, "accounts_app/signup.html", {"closed": exc.message}, status=403)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -36,14 +63,33 @@ def signup(request: HtmxHttpRequest) -> HttpResponse:
                 username=form.cleaned_data["username"],
                 email=form.cleaned_data["email"],
                 password=form.cleaned_data["password1"],
+                invitation_token=token,
             )
         except InvalidInputError as exc:
             apply_errors(form, exc, aliases={"password": "password1"})
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, "Welcome! This is your personal workspace.")
-            return redirect("dashboard")
-    return render(request, "accounts_app/signup.html", {"form": form})
+            return redirect(target or "dashboard")
+    return render(request, "accounts_app/signup.html", {"form": form, "next": target})
+
+
+def signin_locked_out(request: HttpRequest, response: HttpResponse | None, credentials: dict | None) -> HttpResponse:
+    """django-axes' answer to a sign-in refused for too many failures (AXES_LOCKOUT_CALLABLE): the sign-in
+    page with the reason, 429 and ``Retry-After``."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    message = (
+        f"Too many failed sign-ins for this account or from this address. Try again in {minutes} minutes, "
+        "or ask an operator to clear the lock."
+    )
+    page = render(
+        request,
+        "accounts_app/login.html",
+        {"locked_out": message, "username": (credentials or {}).get("username", ""), "next": _safe_next(request)},
+        status=429,
+    )
+    page["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    return page
 
 
 @login_required

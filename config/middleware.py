@@ -10,7 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from axes import middleware as axes_middleware
+from axes.helpers import get_lockout_response
 from csp import middleware as csp_middleware
+from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
@@ -219,3 +222,17 @@ class AuthenticationMiddleware(SkipForTokenApiMixin, InlineHooksMixin, auth.Auth
 
 class MessageMiddleware(SkipForTokenApiMixin, messages.MessageMiddleware):
     """Django's; token API calls skip it. Browser requests keep its thread hops: it may read the session."""
+
+
+class AxesMiddleware(SkipForTokenApiMixin, axes_middleware.AxesMiddleware):
+    """django-axes' lockout answer for a refused sign-in (the page's and the admin's); token API calls skip it.
+
+    Its own async path (8.3.1) passes the credentials where the original response goes; this one passes both.
+    """
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        response = await self.get_response(request)
+        if settings.AXES_ENABLED and getattr(request, "axes_locked_out", None):
+            credentials = getattr(request, "axes_credentials", None)
+            response = await sync_to_async(get_lockout_response)(request, response, credentials)
+        return response

@@ -8,6 +8,7 @@ variables; see ``.env.example`` and the README's configuration reference.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "ninja",
+    "axes",
     "accounts_app",
     "providers_app",
     "agents_app",
@@ -84,6 +86,7 @@ MIDDLEWARE = MiddlewareSetting(
         "accounts_app.middleware.CurrentWorkspaceMiddleware",
         "config.middleware.ApplicationErrorMiddleware",
         "config.middleware.ApiErrorShapeMiddleware",
+        "config.middleware.AxesMiddleware",
     ]
 )
 
@@ -239,6 +242,20 @@ API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32, minimum=4)
 # Failed API token checks per client address and window before 429 (config/throttle.py); 0 turns it off.
 API_TOKEN_FAILURE_LIMIT = env_int("API_TOKEN_FAILURE_LIMIT", 30, minimum=0)
 API_TOKEN_FAILURE_WINDOW_SECONDS = env_int("API_TOKEN_FAILURE_WINDOW_SECONDS", 60, minimum=1)
+
+# Sign-in throttling (django-axes, for the sign-in page and the admin's): after SIGNIN_FAILURE_LIMIT failed
+# sign-ins for one account, or from one address, that account or address is refused (429) for
+# SIGNIN_LOCKOUT_MINUTES without its password even being checked. Operators see and clear lockouts in the
+# admin (Axes → Access attempts) or with `manage.py axes_reset`. A success clears the account's failures.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("SIGNIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts_app.views.signin_locked_out"
+# Who may create an account: "open" (anyone), "invitation" (only with a pending invitation's link), "closed"
+# (operators create accounts in the admin).
+SIGNUP_MODE = env_choice("SIGNUP_MODE", "open", ("open", "invitation", "closed"))
 
 # Scripts and styles come only from our own static files; htmx's indicator styles are shipped in our CSS
 # (htmx-config below turns its inline <style> off), so no 'unsafe-inline' is needed.

@@ -39,11 +39,36 @@ def _fields_from(exc: ValidationError) -> dict[str, str]:
 
 
 @transaction.atomic
-def user_signup(*, username: str, email: str, password: str) -> User:
+def signup_check(*, invitation_token: str = "") -> None:
+    """Raise PermissionDeniedError when SIGNUP_MODE does not let someone create an account now: "closed", or
+    "invitation" without the secret link of a pending, unexpired invitation."""
+    mode = settings.SIGNUP_MODE
+    if mode == "closed":
+        raise PermissionDeniedError(
+            "Sign-up is closed on this platform: an operator creates accounts.", code="signup_closed"
+        )
+    if mode == "invitation":
+        from accounts_app.selectors import invitation_get_by_token
+
+        try:
+            invitation_get_by_token(token=invitation_token)
+        except NotFoundError:
+            raise PermissionDeniedError(
+                "Sign-up is by invitation: open the link of your invitation email, then create your account.",
+                code="signup_needs_invitation",
+            ) from None
+
+
+def user_signup(
+    *, username: str, email: str, password: str, invitation_token: str = "", by_operator: bool = False
+) -> User:
     """Create a user with a personal workspace (owner) and its starting credits. Returns the user.
 
-    Raises InvalidInputError with per-field messages for a taken username or email, or a weak password.
+    Unless ``by_operator``, SIGNUP_MODE must allow it (``signup_check``). Raises PermissionDeniedError when it
+    does not, InvalidInputError with per-field messages for a taken username or email, or a weak password.
     """
+    if not by_operator:
+        signup_check(invitation_token=invitation_token)
     username, email = username.strip(), email.strip()
     fields: dict[str, str] = {}
     if User.objects.filter(username__iexact=username).exists():

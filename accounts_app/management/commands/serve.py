@@ -252,7 +252,7 @@ class Command(BaseCommand):
                 return DEMO_USERNAME, password_file.read_text().strip()
             return None
         password = secrets.token_urlsafe(12)
-        user_signup(username=DEMO_USERNAME, email="demo@localhost.localdomain", password=password)
+        user_signup(username=DEMO_USERNAME, email="demo@localhost.localdomain", password=password, by_operator=True)
         password_file.write_text(password)
         password_file.chmod(0o600)
         return DEMO_USERNAME, password
