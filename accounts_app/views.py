@@ -28,7 +28,7 @@ from accounts_app.models import Role
 LEDGER_PAGE_SIZE = 25
 
 
-def _safe_next(request: HtmxHttpRequest) -> str:
+def _safe_next(request: HttpRequest) -> str:
     """Return the ``next`` page asked for (query or form) when it is a path on this site, else ""."""
     target = request.POST.get("next") or request.GET.get("next") or ""
     allowed = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
