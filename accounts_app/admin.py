@@ -65,10 +65,10 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
-    list_display = ("name", "id", "is_personal", "member_count", "balance", "created_at")
+    list_display = ("name", "id", "is_personal", "member_count", "balance", "runs_in_flight", "created_at")
     list_filter = ("is_personal",)
     search_fields = ("name", "memberships__user__username", "memberships__user__email")
-    readonly_fields = ("created_at", "updated_at", "balance")
+    readonly_fields = ("created_at", "updated_at", "balance", "runs_in_flight", "limits_in_force")
     raw_id_fields = ("created_by",)
     inlines = (MembershipInline,)
     actions = ("grant_credits",)
@@ -84,6 +84,19 @@ class WorkspaceAdmin(admin.ModelAdmin):
     def balance(self, obj: Workspace) -> Any:
         account = getattr(obj, "credits", None)
         return account.balance if account else 0
+
+    @admin.display(description="Runs in flight")
+    def runs_in_flight(self, obj: Workspace) -> int:
+        account = getattr(obj, "credits", None)
+        return account.open_reservations if account else 0
+
+    @admin.display(description="Run limits in force")
+    def limits_in_force(self, obj: Workspace) -> str:
+        concurrency, rate = obj.run_limits()
+        return (
+            f"{concurrency or 'no limit'} in flight, {rate or 'no limit'} per minute "
+            "(empty fields use RUN_CONCURRENCY_LIMIT and RUN_RATE_LIMIT_PER_MINUTE; 0: no limit)"
+        )
 
     @admin.action(description="Grant credits to the selected workspaces")
     def grant_credits(self, request: HttpRequest, queryset: QuerySet[Workspace]) -> HttpResponse | None:

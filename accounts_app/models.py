@@ -64,6 +64,10 @@ class Workspace(models.Model):
     trace_retention_days = models.PositiveIntegerField(
         default=30, validators=[MinValueValidator(1), MaxValueValidator(3650)]
     )
+    # Runs in flight (open credit reservations) and runs started per minute; None: the setting
+    # (RUN_CONCURRENCY_LIMIT, RUN_RATE_LIMIT_PER_MINUTE); 0: no limit. Operators set them in the admin.
+    run_concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    run_rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
     members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="workspaces"
     )
@@ -75,6 +79,15 @@ class Workspace(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def run_limits(self) -> tuple[int, int]:
+        """Return (runs in flight, runs started per minute) this workspace may have; 0 is no limit."""
+        concurrency = self.run_concurrency_limit
+        rate = self.run_rate_limit_per_minute
+        return (
+            settings.RUN_CONCURRENCY_LIMIT if concurrency is None else concurrency,
+            settings.RUN_RATE_LIMIT_PER_MINUTE if rate is None else rate,
+        )
 
 
 class Membership(models.Model):
@@ -192,6 +205,12 @@ class CreditAccount(models.Model):
 
     workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, primary_key=True, related_name="credits")
     balance = credit_field(default=Decimal("0"))
+    # Kept by the statements that open and close reservations (services.credits): the work in flight, and the
+    # reservations opened in the current minute (``rate_minute``, minutes since the epoch). They back the
+    # workspace's run limits without a count query.
+    open_reservations = models.PositiveIntegerField(default=0)
+    rate_minute = models.BigIntegerField(default=0)
+    rate_count = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -88,7 +88,10 @@ def on_invalid_input(request: HttpRequest, exc: InvalidInputError) -> HttpRespon
 @api.exception_handler(ApplicationError)
 def on_application_error(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
     extra = {k: v for k, v in exc.extra.items() if k != "fields"}
-    return _error(request, exc.status_code, exc.message, exc.code, **extra)
+    response = _error(request, exc.status_code, exc.message, exc.code, **extra)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
 
 @api.exception_handler(DjangoValidationError)

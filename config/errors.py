@@ -13,12 +13,20 @@ class ApplicationError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, extra: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        extra: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.extra = extra or {}
+        self.headers = headers or {}  # sent with the answer, e.g. Retry-After
 
 
 class NotFoundError(ApplicationError):
@@ -51,3 +59,10 @@ class InvalidInputError(ApplicationError):
     def __init__(self, message: str, *, fields: dict[str, str] | None = None) -> None:
         super().__init__(message, extra={"fields": fields or {}})
         self.fields = fields or {}
+
+
+class RateLimitedError(ApplicationError):
+    """Too much at once or too often: try again after ``Retry-After`` seconds."""
+
+    status_code = 429
+    code = "rate_limited"

@@ -72,8 +72,12 @@ class ApplicationErrorMiddleware(BothModesMiddleware):
             response = render(
                 request, "partials/_message.html", {**context, "level": "error"}, status=exception.status_code
             )
-            return reswap(retarget(response, "#messages"), "innerHTML")
-        return render(request, "error.html", context, status=exception.status_code)
+            response = reswap(retarget(response, "#messages"), "innerHTML")
+        else:
+            response = render(request, "error.html", context, status=exception.status_code)
+        for name, value in exception.headers.items():
+            response[name] = value
+        return response
 
 
 class ApiErrorShapeMiddleware(BothModesMiddleware):

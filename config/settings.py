@@ -243,6 +243,11 @@ API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32, minimum=4)
 API_TOKEN_FAILURE_LIMIT = env_int("API_TOKEN_FAILURE_LIMIT", 30, minimum=0)
 API_TOKEN_FAILURE_WINDOW_SECONDS = env_int("API_TOKEN_FAILURE_WINDOW_SECONDS", 60, minimum=1)
 
+# Per-workspace run limits (a workspace's own, set in the admin, win): runs in flight (queued or running) and
+# runs started per minute; 0 is no limit. Over either, a run is refused with 429 and Retry-After.
+RUN_CONCURRENCY_LIMIT = env_int("RUN_CONCURRENCY_LIMIT", 64, minimum=0)
+RUN_RATE_LIMIT_PER_MINUTE = env_int("RUN_RATE_LIMIT_PER_MINUTE", 0, minimum=0)
+
 # Sign-in throttling (django-axes, for the sign-in page and the admin's): after SIGNIN_FAILURE_LIMIT failed
 # sign-ins for one account, or from one address, that account or address is refused (429) for
 # SIGNIN_LOCKOUT_MINUTES without its password even being checked. Operators see and clear lockouts in the
@@ -253,6 +258,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGNIN_LOCKOUT_MINUTES", 15, mini
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "accounts_app.views.signin_locked_out"
+# config.middleware.AxesMiddleware is axes' own, subclassed so that token API calls skip it.
+SILENCED_SYSTEM_CHECKS = ["axes.W002"]
 # Who may create an account: "open" (anyone), "invitation" (only with a pending invitation's link), "closed"
 # (operators create accounts in the admin).
 SIGNUP_MODE = env_choice("SIGNUP_MODE", "open", ("open", "invitation", "closed"))

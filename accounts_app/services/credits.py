@@ -7,6 +7,7 @@ constraint backs this up). Reserve, settle and refund are single statements (see
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,7 @@ from accounts_app.models import (
     Workspace,
 )
 from config.db import insert_cte
+from config.errors import ApplicationError, RateLimitedError
 
 _MAX_AMOUNT = Decimal("1e12")
 _QUANTUM = Decimal("0.000001")
@@ -120,17 +122,25 @@ def credits_take_ctes(
     reservations re-check the condition against the new balance, so it never goes below zero), and
     ``credit_reservation`` (its ``id``) and ``credit_entry`` record the open reservation and its ledger
     entry only then: when the balance is short, the statement changes nothing and ``credit_reservation``
-    is empty. Raises InvalidInputError for a bad amount.
+    is empty. The workspace's run limits (``Workspace.run_limits``) hold too: no more open reservations than its
+    concurrency limit, and no more opened in this minute than its rate limit; the account row counts both.
+    Raises InvalidInputError for a bad amount.
     """
     value = _clean_amount(amount)
+    concurrency, rate = workspace.run_limits()
     reservation = CreditReservation(workspace=workspace, amount=value, purpose=purpose[:200], created_by=reserved_by)
     insert, params = insert_cte(
         reservation, name="credit_reservation", source="credit_account", returning="id, created_at"
     )
     ctes = f"""
 credit_account AS (
-    UPDATE {_ACCOUNT} SET balance = balance - %(credit_amount)s, updated_at = now()
+    UPDATE {_ACCOUNT} SET balance = balance - %(credit_amount)s, updated_at = now(),
+        open_reservations = open_reservations + 1,
+        rate_count = CASE WHEN rate_minute = %(credit_minute)s THEN rate_count + 1 ELSE 1 END,
+        rate_minute = %(credit_minute)s
     WHERE workspace_id = %(credit_workspace)s AND balance >= %(credit_amount)s
+        AND (%(credit_concurrency)s = 0 OR open_reservations < %(credit_concurrency)s)
+        AND (%(credit_rate)s = 0 OR rate_minute <> %(credit_minute)s OR rate_count < %(credit_rate)s)
     RETURNING balance
 ), {insert}, credit_entry AS (
     INSERT INTO {_LEDGER} (workspace_id, kind, amount, balance_after, reservation_id, memo, actor_id, created_at)
@@ -145,14 +155,37 @@ credit_account AS (
         "credit_memo": purpose[:200],
         "credit_actor": reserved_by.pk if reserved_by else None,
         "credit_now": timezone.now(),
+        "credit_minute": int(time.time() // 60),
+        "credit_concurrency": concurrency,
+        "credit_rate": rate,
     }
     return ctes, params, value
 
 
-def credits_refused(*, workspace: Workspace, amount: Decimal) -> InsufficientCreditsError:
-    """Return the 402 error for a reservation the balance could not cover, with the current balance."""
-    balance = CreditAccount.objects.filter(workspace=workspace).values_list("balance", flat=True).first()
-    balance = balance if balance is not None else Decimal(0)
+def credits_refused(*, workspace: Workspace, amount: Decimal) -> ApplicationError:
+    """Return the error for a reservation ``credits_take_ctes`` refused: 429 (with ``Retry-After``) when the
+    workspace has as much work in flight, or has started as much this minute, as its limits allow; else 402
+    with the current balance."""
+    account = CreditAccount.objects.filter(workspace=workspace).first()
+    concurrency, rate = workspace.run_limits()
+    if account is not None and concurrency and account.open_reservations >= concurrency:
+        return RateLimitedError(
+            f"This workspace already has {account.open_reservations} runs in flight, its limit. Try again when "
+            "one has ended, or ask an operator to raise the limit.",
+            code="run_concurrency_limit",
+            extra={"limit": concurrency},
+            headers={"Retry-After": "1"},
+        )
+    minute = int(time.time() // 60)
+    if account is not None and rate and account.rate_minute == minute and account.rate_count >= rate:
+        return RateLimitedError(
+            f"This workspace has started {account.rate_count} runs this minute, its limit. Try again when the "
+            "minute ends.",
+            code="run_rate_limit",
+            extra={"limit": rate},
+            headers={"Retry-After": str(max(1, 60 - int(time.time()) % 60))},
+        )
+    balance = account.balance if account is not None else Decimal(0)
     return InsufficientCreditsError(
         f"This workspace has {balance.normalize():f} credits and the run needs {amount.normalize():f}. "
         "Ask an operator for more credits.",
@@ -215,7 +248,8 @@ credit_lock AS (
     RETURNING r.workspace_id, r.amount, r.charged
 ), credit_moved AS (
     UPDATE {_ACCOUNT} AS a
-    SET balance = credit_lock.balance + credit_closed.amount - credit_closed.charged, updated_at = now()
+    SET balance = credit_lock.balance + credit_closed.amount - credit_closed.charged, updated_at = now(),
+        open_reservations = GREATEST(a.open_reservations - 1, 0)
     FROM credit_lock, credit_closed
     WHERE a.workspace_id = credit_closed.workspace_id
     RETURNING a.workspace_id, a.balance, credit_closed.amount AS reserved, credit_closed.charged
