@@ -166,7 +166,7 @@ class AgentRunInput(InputSchema):
     stream: bool = Field(False, description="Answer with Server-Sent Events")
     background: bool = Field(False, description="Answer 202 at once; a worker runs it; poll GET /runs/{run_id}")
     provider_id: int | None = Field(None, description="Run the first agent on another provider")
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] | None = Field(None, description="Kept with the run; null: none")
 
     def run_fields(self) -> dict[str, Any]:
         """Return the keyword arguments of ``start_run`` that come from this input."""
@@ -175,7 +175,7 @@ class AgentRunInput(InputSchema):
             "context_id": self.context_id,
             "conversation_id": self.conversation_id,
             "provider_id": self.provider_id,
-            "metadata": self.metadata,
+            "metadata": self.metadata or {},
         }
 
 

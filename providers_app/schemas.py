@@ -21,20 +21,23 @@ class ProviderIn(InputSchema):
 
     type: ProviderTypeName
     api_key: str = Field("", max_length=1000, description="Write-only; shown masked afterwards.")
-    base_url: str = Field("", max_length=500, description="Defaults to the type's OpenAI-compatible endpoint.")
+    base_url: str | None = Field(
+        None, max_length=500, description="Empty or null: the type's OpenAI-compatible endpoint."
+    )
     models: list[str] = Field(default_factory=list, max_length=200)
     default_model: str = Field("", max_length=200)
-    organization_id: str = Field("", max_length=200)
-    additional_config: dict[str, Any] = Field(
-        default_factory=dict, description='Prices: {"prices": {"<model>": {"input": 0.4, "output": 1.6}}}'
+    organization_id: str | None = Field(None, max_length=200)
+    additional_config: dict[str, Any] | None = Field(
+        None, description='Prices: {"prices": {"<model>": {"input": 0.4, "output": 1.6}}}'
     )
     name: str = Field("", max_length=100, description="Empty: the type's name (OpenAI, OpenAI (2), ...)")
     extra_headers: dict[str, str] = Field(default_factory=dict, description="Write-only values; names are shown.")
     is_default: bool | None = None
 
     def service_values(self) -> dict[str, Any]:
-        """Return the fields as ``provider_create``'s keyword arguments."""
-        return {_SERVICE_NAMES.get(k, k): v for k, v in self.dict().items()}
+        """Return the fields as ``provider_create``'s keyword arguments (null, where the spec allows it: the
+        service's default)."""
+        return {_SERVICE_NAMES.get(k, k): v for k, v in self.dict().items() if v is not None or k == "is_default"}
 
 
 class ProviderPatch(InputSchema):

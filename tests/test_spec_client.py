@@ -70,6 +70,21 @@ class AgentResponse(AgentBase):
     updated_at: datetime
 
 
+class ProviderType(str, Enum):  # noqa: UP042
+    OPENAI = "openai"
+    CUSTOM = "custom"
+
+
+class ProviderConfig(BaseModel):
+    type: ProviderType
+    api_key: str
+    base_url: str | None = None
+    models: list[str]
+    default_model: str
+    organization_id: str | None = None
+    additional_config: dict[str, Any] | None = None
+
+
 class AgentRunInput(BaseModel):
     message: str
     context_id: int | None = None
@@ -229,11 +244,21 @@ def test_agent_run_input_and_response(client, team, fake_openai):
         client, "/api/v1/agents", AgentCreate(name="Runner", instructions="Answer.", model="m").model_dump(mode="json")
     )
     fake_openai.script(Reply("Forty-two."))
-    sent = AgentRunInput(message="The answer?", provider_id=provider["id"], metadata={"ticket": "T-1"})
+    sent = AgentRunInput(message="The answer?", provider_id=provider["id"])  # metadata: null
     answer = AgentRunResponse.model_validate(
         post(client, f"/api/v1/agents/{agent['id']}/run", sent.model_dump(mode="json"))
     )
     assert answer.output == "Forty-two."
     assert answer.usage["total_tokens"] > 0
     run = client.get(f"/api/v1/runs/{answer.run_id}").json()  # the spec's string id opens the run
-    assert (run["status"], run["metadata"], run["trace_id"]) == ("succeeded", {"ticket": "T-1"}, answer.trace_id)
+    assert (run["status"], run["metadata"], run["trace_id"]) == ("succeeded", {}, answer.trace_id)
+
+
+def test_a_provider_config_with_its_optional_fields_null(client):
+    sent = ProviderConfig(type="openai", api_key="sk-null-0123456789", models=["gpt-4o"], default_model="gpt-4o")
+    created = post(client, "/api/v1/providers", sent.model_dump(mode="json"))  # base_url etc. sent as null
+    assert (created["base_url"], created["organization_id"], created["additional_config"]) == (
+        "https://api.openai.com/v1",
+        "",
+        {},
+    )

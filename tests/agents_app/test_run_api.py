@@ -200,3 +200,11 @@ def test_a_failed_streamed_run_ends_with_error_then_done(team, helper, fake_open
     stored = AgentRun.objects.get(pk=done["run_id"])
     assert error == {"code": "provider_auth_failed", "detail": stored.error}
     assert (done["status"], done["code"], done["error"]) == ("failed", "provider_auth_failed", stored.error)
+
+
+def test_null_optional_fields_of_the_spec_s_run_input_mean_their_defaults(helper, fake_openai, run):
+    fake_openai.script(Reply("Fine."))
+    body = {"message": "Hi", "context_id": None, "stream": False, "provider_id": None, "metadata": None}
+    response = run(helper.pk, body)  # as a client built from the spec's AgentRunInput sends it
+    assert response.status_code == 200, response.text
+    assert AgentRun.objects.get(pk=response.json()["run_id"]).metadata == {}
