@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from accounts_app.actor import Actor
@@ -198,3 +200,36 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_select_related = ("workspace", "actor")
     show_full_result_count = False
     date_hierarchy = "created_at"
+
+
+def operator_limits() -> list[tuple[str, str]]:
+    """Return the abuse limits in force, as the admin's index shows them to operators (settings, README)."""
+    cool_off = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    return [
+        ("Sign-up (SIGNUP_MODE)", settings.SIGNUP_MODE),
+        (
+            "Sign-in lockout (SIGNIN_FAILURE_LIMIT, SIGNIN_LOCKOUT_MINUTES)",
+            f"{settings.AXES_FAILURE_LIMIT} failures per account or per address, then {cool_off} minutes; "
+            "current lockouts: Axes → Access attempts",
+        ),
+        (
+            "Bad API tokens (API_TOKEN_FAILURE_LIMIT)",
+            f"{settings.API_TOKEN_FAILURE_LIMIT or 'no limit'} per address per "
+            f"{settings.API_TOKEN_FAILURE_WINDOW_SECONDS} s",
+        ),
+        (
+            "Runs per workspace (RUN_CONCURRENCY_LIMIT, RUN_RATE_LIMIT_PER_MINUTE)",
+            f"{settings.RUN_CONCURRENCY_LIMIT or 'no limit'} in flight, "
+            f"{settings.RUN_RATE_LIMIT_PER_MINUTE or 'no limit'} per minute; a workspace's own limits win (its page)",
+        ),
+    ]
+
+
+_admin_index = admin.site.index
+
+
+def _index_with_limits(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+    return _admin_index(request, {**(extra_context or {}), "operator_limits": operator_limits()})
+
+
+admin.site.index = _index_with_limits  # type: ignore[method-assign]

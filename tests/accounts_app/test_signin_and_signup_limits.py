@@ -127,3 +127,12 @@ def test_the_lockout_answer_under_asgi(owner):
     assert second.status_code == 429
     assert "Too many failed sign-ins" in second.content.decode()
     assert second["Retry-After"] == str(15 * 60)
+
+
+@override_settings(SIGNUP_MODE="invitation", AXES_FAILURE_LIMIT=7, RUN_RATE_LIMIT_PER_MINUTE=120)
+def test_operators_see_the_limits_in_force_on_the_admin_index(operator):
+    page = operator.get("/admin/").content.decode()
+    assert "Limits in force" in page
+    assert "<td>invitation</td>" in page
+    assert "7 failures per account or per address" in page
+    assert "120 per minute" in page
