@@ -82,7 +82,8 @@ def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespo
 @api.exception_handler(InvalidInputError)
 def on_invalid_input(request: HttpRequest, exc: InvalidInputError) -> HttpResponse:
     errors = [{"field": field, "message": message, "type": "invalid"} for field, message in exc.fields.items()]
-    return _error(request, 422, exc.message, exc.code, errors=errors)
+    extra = {k: v for k, v in exc.extra.items() if k != "fields"}  # e.g. provider_test_failed's test_code
+    return _error(request, 422, exc.message, exc.code, errors=errors, **extra)
 
 
 @api.exception_handler(ApplicationError)

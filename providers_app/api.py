@@ -8,7 +8,7 @@ from ninja import Router, Status
 from config.auth import request_actor
 from providers_app import selectors, services
 from providers_app.models import Provider
-from providers_app.schemas import ProviderIn, ProviderOut, ProviderPatch, ProviderTestOut
+from providers_app.schemas import DefaultSwitchOut, ProviderIn, ProviderOut, ProviderPatch, ProviderTestOut
 
 router = Router(tags=["providers"])
 
@@ -64,6 +64,53 @@ def provider_update(request: HttpRequest, provider_id: int, payload: ProviderPat
 def provider_delete(request: HttpRequest, provider_id: int) -> Status:
     services.provider_delete(actor=request_actor(request), provider_id=provider_id)
     return Status(204, None)
+
+
+def _switch_out(preview: services.DefaultSwitchPreview) -> dict[str, Any]:
+    def ref(provider: Provider) -> dict[str, Any]:
+        return {"id": provider.pk, "name": provider.name, "type": provider.type}
+
+    return {
+        "current": ref(preview.current),
+        "target": ref(preview.target),
+        "agents": [vars(agent) for agent in preview.agents],
+    }
+
+
+@router.get(
+    "/local/default",
+    response=DefaultSwitchOut,
+    summary="Which agents would move if the bundled local model became the default",
+)
+def provider_default_preview_local(request: HttpRequest) -> dict[str, Any]:
+    return _switch_out(services.provider_default_preview(actor=request_actor(request), provider_id=None))
+
+
+@router.post(
+    "/local/default",
+    response=DefaultSwitchOut,
+    summary="Make the bundled local model the default (no stored provider is)",
+)
+def provider_make_default_local(request: HttpRequest) -> dict[str, Any]:
+    return _switch_out(services.provider_make_default(actor=request_actor(request), provider_id=None))
+
+
+@router.get(
+    "/{provider_id}/default",
+    response=DefaultSwitchOut,
+    summary="Which agents would move if this provider became the default",
+)
+def provider_default_preview(request: HttpRequest, provider_id: int) -> dict[str, Any]:
+    return _switch_out(services.provider_default_preview(actor=request_actor(request), provider_id=provider_id))
+
+
+@router.post(
+    "/{provider_id}/default",
+    response=DefaultSwitchOut,
+    summary="Make this provider the default after its connection test passes (422 provider_test_failed if not)",
+)
+def provider_make_default(request: HttpRequest, provider_id: int) -> dict[str, Any]:
+    return _switch_out(services.provider_make_default(actor=request_actor(request), provider_id=provider_id))
 
 
 @router.post("/local/test", response=ProviderTestOut, summary="Check the bundled local model is running")

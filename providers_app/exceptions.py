@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from config.errors import ApplicationError, InvalidInputError, NotFoundError
 
-__all__ = ["InvalidInputError", "NotFoundError", "ProviderError", "ProviderKeyUnreadableError"]
+__all__ = [
+    "InvalidInputError",
+    "NotFoundError",
+    "ProviderError",
+    "ProviderKeyUnreadableError",
+    "ProviderTestFailedError",
+]
 
 
 class ProviderError(ApplicationError):
@@ -19,3 +25,13 @@ class ProviderKeyUnreadableError(ApplicationError):
 
     status_code = 409
     code = "provider_key_unreadable"
+
+
+class ProviderTestFailedError(InvalidInputError):
+    """A provider was not made the default because its connection test failed; ``test_code`` says how."""
+
+    code = "provider_test_failed"
+
+    def __init__(self, message: str, *, fields: dict[str, str], test_code: str) -> None:
+        super().__init__(message, fields=fields)
+        self.extra["test_code"] = test_code

@@ -42,9 +42,23 @@ class ProviderForm(forms.Form):
     )
     is_default = forms.BooleanField(required=False, label="Use as this workspace's default provider")
 
-    def __init__(self, *args: Any, editing: bool = False, header_names: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        editing: bool = False,
+        header_names: list[str] | None = None,
+        on_default: int = 0,
+        is_current_default: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.editing = editing
+        moving = f"{on_default} agent{'' if on_default == 1 else 's'} without a provider of their own"
+        self.fields["is_default"].help_text = (
+            f"Unticked: the {moving} go back to the bundled local model."
+            if is_current_default
+            else f"Ticked: the {moving} will run on it. The connection is tested first; if it fails, nothing is saved."
+        )
         if editing:
             self.fields["type"].disabled = True
             self.fields["api_key"].help_text = "Leave empty to keep the current key; type a new one to rotate it."
@@ -74,16 +88,16 @@ class ProviderForm(forms.Form):
         """Return the cleaned data in the services' terms (for create)."""
         data = dict(self.cleaned_data)
         data["extra_headers"] = data.get("extra_headers") or {}
-        data["is_default"] = True if data.get("is_default") else None
+        data["is_default"] = bool(data.get("is_default"))
         return data
 
     def changes(self) -> dict[str, Any]:
-        """Return the changes for an update: the key and headers only when something was typed."""
+        """Return the changes for an update: the key and headers only when something was typed; the default
+        box as ticked (unticking it on the default hands its agents back to the local model)."""
         data = {k: v for k, v in self.cleaned_data.items() if k != "type"}
         if not data.get("api_key"):
             data.pop("api_key", None)
         if data.get("extra_headers") is None:
             data.pop("extra_headers", None)
-        if not data.get("is_default"):
-            data.pop("is_default", None)
+        data["is_default"] = bool(data.get("is_default"))
         return data

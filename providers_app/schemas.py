@@ -32,7 +32,9 @@ class ProviderIn(InputSchema):
     )
     name: str = Field("", max_length=100, description="Empty: the type's name (OpenAI, OpenAI (2), ...)")
     extra_headers: dict[str, str] = Field(default_factory=dict, description="Write-only values; names are shown.")
-    is_default: bool | None = None
+    is_default: bool | None = Field(
+        None, description="True: make it the workspace default once its connection test passes. Default: not."
+    )
 
     def service_values(self) -> dict[str, Any]:
         """Return the fields as ``provider_create``'s keyword arguments (null, where the spec allows it: the
@@ -84,3 +86,24 @@ class ProviderTestOut(Schema):
     message: str
     latency_ms: float
     models: list[str]
+
+
+class ProviderRef(Schema):
+    id: int | None = Field(description="Null: the bundled local model.")
+    name: str
+    type: ProviderTypeName
+
+
+class MovingAgentOut(Schema):
+    id: int
+    name: str
+    model: str
+    model_offered: bool = Field(description="False: the agent's model is not in the new default's model list.")
+
+
+class DefaultSwitchOut(Schema):
+    """Which agents (those without a provider of their own) run on ``current`` now and would run on ``target``."""
+
+    current: ProviderRef
+    target: ProviderRef
+    agents: list[MovingAgentOut]

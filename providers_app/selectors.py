@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from accounts_app.actor import Actor
 from accounts_app.models import Workspace
@@ -12,8 +12,15 @@ from providers_app.models import DEFAULT_MODELS, Provider, ProviderType
 
 
 def provider_list(*, actor: Actor) -> QuerySet[Provider]:
-    """Return the workspace's providers, the default first."""
-    return Provider.objects.filter(workspace=actor.workspace)
+    """Return the workspace's providers, the default first, each with ``own_agents``: the agents set to it."""
+    return Provider.objects.filter(workspace=actor.workspace).annotate(own_agents=Count("agents"))
+
+
+def agents_on_default(*, actor: Actor) -> int:
+    """Return how many of the workspace's agents have no provider of their own (they run on the default)."""
+    from agents_app.models import Agent
+
+    return Agent.objects.filter(workspace=actor.workspace, provider__isnull=True).count()
 
 
 def provider_get(*, actor: Actor, provider_id: int) -> Provider:

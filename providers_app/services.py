@@ -17,7 +17,7 @@ from accounts_app.models import Role
 from config.db import save_or_field_error
 from providers_app.clients import new_client
 from providers_app.egress import check_base_url
-from providers_app.exceptions import InvalidInputError, ProviderError
+from providers_app.exceptions import InvalidInputError, ProviderError, ProviderTestFailedError
 from providers_app.failures import describe_failure
 from providers_app.models import DEFAULT_MODELS, KEY_REQUIRED, Provider, ProviderType
 from providers_app.secrets import mask_key
@@ -146,12 +146,7 @@ def _save(provider: Provider, fields: dict[str, str], *, make_default: bool) -> 
         raise InvalidInputError("The provider could not be saved.", fields=fields)
     provider.key_hint = mask_key(provider.api_key)
     if make_default:
-        # Lock the workspace's providers so two concurrent "make default" cannot both win.
-        list(Provider.objects.select_for_update().filter(workspace=provider.workspace))
-        Provider.objects.filter(workspace=provider.workspace, is_default=True).exclude(pk=provider.pk).update(
-            is_default=False
-        )
-        provider.is_default = True
+        _take_default(provider.workspace_id, keep=provider)
     save_or_field_error(
         provider,
         message="The provider could not be saved.",
@@ -160,29 +155,47 @@ def _save(provider: Provider, fields: dict[str, str], *, make_default: bool) -> 
     return provider
 
 
-@transaction.atomic
-def provider_create(
-    *,
-    actor: Actor,
-    type: str,
-    name: str = "",
-    api_key: str = "",
-    base_url: str = "",
-    organization: str = "",
-    models: list[str] | None = None,
-    default_model: str = "",
-    extra_headers: dict[str, str] | None = None,
-    config: dict[str, Any] | None = None,
-    is_default: bool | None = None,
-) -> Provider:
-    """Add a provider to the actor's workspace (members and above). Returns it.
+def _take_default(workspace_id: int, *, keep: Provider | None) -> None:
+    """Make ``keep`` the workspace default (None: no stored provider is, so runs use the local model)."""
+    # Lock the workspace's providers so two concurrent "make default" cannot both win.
+    list(Provider.objects.select_for_update().filter(workspace_id=workspace_id))
+    others = Provider.objects.filter(workspace_id=workspace_id, is_default=True)
+    if keep is not None:
+        others = others.exclude(pk=keep.pk)
+        keep.is_default = True
+    others.update(is_default=False)
 
-    Without a ``name`` it is named after its type ("OpenAI", "OpenAI (2)", ...). The first provider becomes the
-    workspace default unless ``is_default`` is False. Without a model
-    list, the type's usual models are offered. Raises PermissionDeniedError for viewers and
-    InvalidInputError with per-field messages (unknown type, bad or blocked URL, missing key, ...).
+
+def _require_reachable(provider: Provider) -> None:
+    """Test the connection of a provider about to become the default; records the outcome on it.
+
+    Raises ProviderTestFailedError (nothing switched) when the endpoint does not answer its model list.
     """
-    actor.require_write()
+    result = async_to_sync(_probe)(provider)
+    provider.last_tested_at = timezone.now()
+    provider.last_test_ok = result.ok
+    provider.last_test_message = result.message[:300]
+    if not result.ok:
+        raise ProviderTestFailedError(
+            f"“{provider.name}” was not made the default: the connection test failed. {result.message}",
+            fields={"is_default": f"The connection test failed: {result.message}"},
+            test_code=result.code,
+        )
+
+
+def _new_provider(
+    actor: Actor,
+    *,
+    type: str,
+    name: str,
+    api_key: str,
+    base_url: str,
+    organization: str,
+    models: list[str] | None,
+    default_model: str,
+    extra_headers: dict[str, str] | None,
+    config: dict[str, Any] | None,
+) -> Provider:
     fields: dict[str, str] = {}
     if type not in ProviderType.values:
         choices = ", ".join(ProviderType.values)
@@ -202,26 +215,54 @@ def provider_create(
         created_by=actor.user,
     )
     _validate(provider, key_required=True, fields=fields)
-    has_default = Provider.objects.filter(workspace=actor.workspace, is_default=True).exists()
-    return _save(provider, fields, make_default=is_default if is_default is not None else not has_default)
+    if fields:
+        raise InvalidInputError("The provider could not be saved.", fields=fields)
+    return provider
 
 
-@transaction.atomic
-def provider_update(*, actor: Actor, provider_id: int, changes: dict[str, Any]) -> Provider:
-    """Change some fields of a provider. Returns it.
+def provider_create(
+    *,
+    actor: Actor,
+    type: str,
+    name: str = "",
+    api_key: str = "",
+    base_url: str = "",
+    organization: str = "",
+    models: list[str] | None = None,
+    default_model: str = "",
+    extra_headers: dict[str, str] | None = None,
+    config: dict[str, Any] | None = None,
+    is_default: bool | None = None,
+) -> Provider:
+    """Add a provider to the actor's workspace (members and above). Returns it.
 
-    ``api_key`` absent keeps the stored key, a new value rotates it, ``""`` removes it (where the type
-    allows). ``extra_headers`` replaces all headers. Raises NotFoundError, PermissionDeniedError and
-    InvalidInputError. The type cannot change: create another provider instead.
+    Without a ``name`` it is named after its type ("OpenAI", "OpenAI (2)", ...). Without a model list, the
+    type's usual models are offered. It becomes the workspace default only when ``is_default`` is True, and then
+    only after its connection test passes (agents without their own provider move to it). Raises
+    PermissionDeniedError for viewers, InvalidInputError with per-field messages (unknown type, bad or blocked
+    URL, missing key, ...) and ProviderTestFailedError; in every case nothing is saved.
     """
     actor.require_write()
-    unknown = set(changes) - EDITABLE
-    if unknown:
-        raise InvalidInputError(
-            "Unknown fields.", fields=dict.fromkeys(sorted(unknown), "This field cannot be changed.")
-        )
-    provider = provider_get(actor=actor, provider_id=provider_id)
-    provider = Provider.objects.select_for_update().get(pk=provider.pk)
+    provider = _new_provider(
+        actor,
+        type=type,
+        name=name,
+        api_key=api_key,
+        base_url=base_url,
+        organization=organization,
+        models=models,
+        default_model=default_model,
+        extra_headers=extra_headers,
+        config=config,
+    )
+    if is_default:
+        # Tested before the transaction: no lock is held while the endpoint answers (or times out).
+        _require_reachable(provider)
+    with transaction.atomic():
+        return _save(provider, {}, make_default=bool(is_default))
+
+
+def _apply_changes(provider: Provider, changes: dict[str, Any]) -> None:
     fields: dict[str, str] = {}
     if "name" in changes:
         provider.name = changes["name"] or ""
@@ -240,10 +281,115 @@ def provider_update(*, actor: Actor, provider_id: int, changes: dict[str, Any]) 
     if "config" in changes:
         provider.config = changes["config"] if changes["config"] is not None else {}
     _validate(provider, key_required="api_key" in changes, fields=fields)
+    if fields:
+        raise InvalidInputError("The provider could not be saved.", fields=fields)
+
+
+def provider_update(*, actor: Actor, provider_id: int, changes: dict[str, Any]) -> Provider:
+    """Change some fields of a provider. Returns it.
+
+    ``api_key`` absent keeps the stored key, a new value rotates it, ``""`` removes it (where the type
+    allows). ``extra_headers`` replaces all headers. ``is_default`` True makes it the workspace default after
+    its connection test passes (with the changes applied); False, on the default, hands the agents without
+    their own provider back to the local model. Raises NotFoundError, PermissionDeniedError,
+    InvalidInputError and ProviderTestFailedError (nothing saved). The type cannot change.
+    """
+    actor.require_write()
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise InvalidInputError(
+            "Unknown fields.", fields=dict.fromkeys(sorted(unknown), "This field cannot be changed.")
+        )
+    provider = provider_get(actor=actor, provider_id=provider_id)
+    _apply_changes(provider, changes)
     make_default = bool(changes.get("is_default"))
-    if changes.get("is_default") is False:
-        provider.is_default = False
-    return _save(provider, fields, make_default=make_default)
+    if make_default and not provider.is_default:
+        _require_reachable(provider)
+    tested = (provider.last_tested_at, provider.last_test_ok, provider.last_test_message)
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(pk=provider.pk)
+        _apply_changes(provider, changes)
+        if make_default and tested[0] is not None:
+            provider.last_tested_at, provider.last_test_ok, provider.last_test_message = tested
+        if changes.get("is_default") is False:
+            provider.is_default = False
+        return _save(provider, {}, make_default=make_default)
+
+
+@dataclass(frozen=True)
+class MovingAgent:
+    """An agent without a provider of its own, which runs on whatever the workspace default is."""
+
+    id: int
+    name: str
+    model: str
+    model_offered: bool
+
+
+@dataclass(frozen=True)
+class DefaultSwitchPreview:
+    """What making ``target`` the default would change: which agents move from ``current`` to it."""
+
+    current: Provider
+    target: Provider
+    agents: list[MovingAgent]
+
+    @property
+    def unchanged(self) -> bool:
+        return self.current.pk == self.target.pk and self.current.type == self.target.type
+
+
+def provider_default_preview(*, actor: Actor, provider_id: int | None) -> DefaultSwitchPreview:
+    """Return what making a provider (None: the bundled local model) the default would change.
+
+    Raises NotFoundError for another workspace's provider.
+    """
+    from agents_app.models import Agent
+    from providers_app.selectors import local_provider, provider_for_run
+
+    target = (
+        local_provider(workspace=actor.workspace)
+        if provider_id is None
+        else provider_get(actor=actor, provider_id=provider_id)
+    )
+    current = provider_for_run(workspace=actor.workspace)
+    offered = set(target.model_list())
+    rows = Agent.objects.filter(workspace=actor.workspace, provider__isnull=True).order_by("name")
+    agents = [
+        MovingAgent(a.pk, a.name, a.model, not a.model or a.model in offered or not offered)
+        for a in rows.only("id", "name", "model")
+    ]
+    return DefaultSwitchPreview(current=current, target=target, agents=agents)
+
+
+def provider_make_default(*, actor: Actor, provider_id: int | None) -> DefaultSwitchPreview:
+    """Make a provider (None: the bundled local model) the workspace default, after its connection test passes.
+
+    Returns the preview of what moved. Raises NotFoundError, PermissionDeniedError and ProviderTestFailedError
+    (nothing switched; the failed test is recorded on the provider).
+    """
+    actor.require_write()
+    preview = provider_default_preview(actor=actor, provider_id=provider_id)
+    if provider_id is None:
+        # The bundled model is the fallback whatever the default is, so there is nothing to test first.
+        with transaction.atomic():
+            _take_default(actor.workspace.pk, keep=None)
+        return preview
+    if preview.unchanged:
+        return preview
+    try:
+        _require_reachable(preview.target)
+    finally:
+        target = preview.target
+        Provider.objects.filter(pk=target.pk).update(
+            last_tested_at=target.last_tested_at,
+            last_test_ok=target.last_test_ok,
+            last_test_message=target.last_test_message,
+        )
+    with transaction.atomic():
+        _take_default(actor.workspace.pk, keep=target)
+        Provider.objects.filter(pk=target.pk).update(is_default=True)
+    return preview
 
 
 @transaction.atomic

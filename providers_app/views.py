@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts_app.forms import apply_errors
 from accounts_app.http import WorkspaceRequest
 from providers_app import selectors, services
-from providers_app.exceptions import InvalidInputError
+from providers_app.exceptions import InvalidInputError, ProviderTestFailedError
 from providers_app.forms import ProviderForm
 
 
@@ -26,15 +26,41 @@ def provider_list(request: WorkspaceRequest) -> HttpResponse:
             "providers": providers,
             "local": selectors.local_provider(workspace=request.actor.workspace),
             "local_is_default": not any(p.is_default for p in providers),
+            "on_default": selectors.agents_on_default(actor=request.actor),
         },
     )
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
+def provider_default(request: WorkspaceRequest, provider_id: int | None = None) -> HttpResponse:
+    """Ask before making a provider the default: which agents move, then test and switch on confirmation."""
+    request.actor.require_write()
+    preview = services.provider_default_preview(actor=request.actor, provider_id=provider_id)
+    error = None
+    if request.method == "POST":
+        try:
+            services.provider_make_default(actor=request.actor, provider_id=provider_id)
+        except ProviderTestFailedError as exc:
+            error = exc.message
+        else:
+            moved = len(preview.agents)
+            agents = "1 agent runs" if moved == 1 else f"{moved} agents run"
+            messages.success(request, f"“{preview.target.name}” is now the default; {agents} on it.")
+            return redirect("providers:index")
+    context = {"preview": preview, "error": error, "provider_id": provider_id}
+    return render(request, "providers_app/default.html", context, status=422 if error else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
 def provider_add(request: WorkspaceRequest) -> HttpResponse:
     request.actor.require_write()
-    form = ProviderForm(request.POST or None, initial={"type": request.GET.get("type", "openai")})
+    form = ProviderForm(
+        request.POST or None,
+        initial={"type": request.GET.get("type", "openai")},
+        on_default=selectors.agents_on_default(actor=request.actor),
+    )
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -63,7 +89,14 @@ def provider_edit(request: WorkspaceRequest, provider_id: int) -> HttpResponse:
         "default_model": provider.default_model,
         "is_default": provider.is_default,
     }
-    form = ProviderForm(request.POST or None, initial=initial, editing=True, header_names=provider.header_names)
+    form = ProviderForm(
+        request.POST or None,
+        initial=initial,
+        editing=True,
+        header_names=provider.header_names,
+        on_default=selectors.agents_on_default(actor=request.actor),
+        is_current_default=provider.is_default,
+    )
     status = 200
     if request.method == "POST":
         if form.is_valid():

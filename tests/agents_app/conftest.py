@@ -11,7 +11,7 @@ from providers_app.services import provider_create
 def fake_provider(team, fake_openai):
     """A priced custom provider on the fake server, the team's default."""
     with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
-        yield provider_create(
+        provider = provider_create(
             actor=team,
             type="custom",
             name="Fake",
@@ -19,7 +19,10 @@ def fake_provider(team, fake_openai):
             base_url=fake_openai.base_url,
             models=["fake-model"],
             config={"prices": {"fake-model": {"input": 1000, "output": 2000}}},
+            is_default=True,
         )
+        fake_openai.requests.clear()  # the connection test made it the default; tests count their own calls
+        yield provider
 
 
 @pytest.fixture

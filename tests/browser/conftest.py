@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 
+T = TypeVar("T")
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = [
     "--no-sandbox",
@@ -46,3 +49,12 @@ def page(browser, asgi_server) -> Iterator[object]:
     page.on("console", lambda message: page.console_messages.append(f"{message.type}: {message.text}"))
     yield page
     context.close()
+
+
+def off_the_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a service that blocks on async work (a provider's connection test) from a plain thread.
+
+    Playwright's sync API runs an event loop in the test's thread, where ``async_to_sync`` refuses to run.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, *args, **kwargs).result()

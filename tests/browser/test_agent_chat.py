@@ -14,7 +14,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_create_an_agent_chat_with_streaming_and_open_the_run(page, fake_openai):
     owner = make_workspace(owner=make_user(username="dana"), name="Studio")
     with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
-        provider_create(actor=owner, type="custom", name="Fake", base_url=fake_openai.base_url, models=["fake-model"])
+        provider_create(
+            actor=owner,
+            type="custom",
+            name="Fake",
+            base_url=fake_openai.base_url,
+            models=["fake-model"],
+        )
         # Slow enough to watch it arrive word by word.
         fake_openai.script(Reply("Hello Dana, streaming works word by word here.", chunk_delay=0.15))
 
@@ -25,6 +31,15 @@ def test_create_an_agent_chat_with_streaming_and_open_the_run(page, fake_openai)
         page.wait_for_url("**/")
         page.locator("#workspace-switcher").select_option(label="Studio (owner)")
         expect(page.get_by_role("heading", level=1)).to_have_text("Studio")
+
+        # Adding a provider did not make it the default; making it one asks first, then tests and switches.
+        page.get_by_role("link", name="Providers", exact=True).click()
+        expect(page.locator("#agents-local")).to_have_text("0")
+        page.locator("tr", has_text="Fake").get_by_role("link", name="Make default").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Make “Fake” the default?")
+        page.get_by_role("button", name="Test the connection and make it the default").click()
+        expect(page.locator("#messages")).to_contain_text("“Fake” is now the default")
+        expect(page.locator("tr", has_text="Fake").locator(".badge-current")).to_have_text("default")
 
         page.get_by_role("link", name="Agents", exact=True).click()
         page.get_by_role("link", name="New agent").click()

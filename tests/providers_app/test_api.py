@@ -35,7 +35,7 @@ def test_create_returns_the_key_masked_and_never_in_clear(provider, team, api_cl
     assert provider["key_hint"] == "sk-...QRST"
     assert provider["has_key"] is True
     assert provider["header_names"] == ["X-Tenant"]
-    assert provider["is_default"] is True
+    assert provider["is_default"] is False  # only when asked (and tested)
     client = api_client(team)
     for body in (
         json.dumps(provider),

@@ -16,7 +16,7 @@ from providers_app.exceptions import InvalidInputError
 from providers_app.failures import describe_failure
 from providers_app.runtime import build_model, clean_model_settings
 from providers_app.selectors import provider_for_run
-from providers_app.services import provider_create
+from providers_app.services import provider_create, provider_make_default
 from tests.fakes import Drop, Error, Reply
 
 KEY = "sk-test-0123456789abcdefSECRETKEYVALUE"
@@ -333,7 +333,9 @@ def test_aresolve_model_picks_the_default_or_the_given_provider(fake_openai, all
     team = make_workspace(owner=make_user())
     other = make_workspace(owner=make_user())
     chosen = make_provider(team, "custom", fake_openai)
+    provider_make_default(actor=team, provider_id=chosen.pk)
     foreign = provider_create(actor=other, type="custom", name="x", base_url=fake_openai.base_url, models=["m"])
+    provider_make_default(actor=other, provider_id=foreign.pk)
 
     async def go(provider_id=None, workspace=team.workspace):
         try:

@@ -54,7 +54,7 @@ def test_defaults_per_type(team):
     openai = provider_create(actor=team, type="openai", name="OpenAI", api_key=KEY)
     assert openai.effective_base_url == "https://api.openai.com/v1"
     assert openai.default_model == openai.model_list()[0]
-    assert openai.is_default  # the first provider becomes the default
+    assert not openai.is_default  # not even the first provider: only when asked
     google = provider_create(actor=team, type="google", name="Gemini", api_key="AIzaSyExample0123456789")
     assert google.effective_base_url.startswith("https://generativelanguage.googleapis.com/")
     assert not google.is_default
@@ -66,9 +66,12 @@ def test_defaults_per_type(team):
     assert not google.uses_responses_api
 
 
-def test_one_default_per_workspace(team):
-    first = provider_create(actor=team, type="openai", name="A", api_key=KEY)
-    second = provider_create(actor=team, type="openai", name="B", api_key=KEY, is_default=True)
+def test_one_default_per_workspace(team, fake_openai, allow_loopback):
+    def make(name: str, **extra):
+        return provider_create(actor=team, type="custom", name=name, base_url=fake_openai.base_url, **extra)
+
+    first = make("A", is_default=True)
+    second = make("B", is_default=True)
     first.refresh_from_db()
     assert (first.is_default, second.is_default) == (False, True)
     provider_update(actor=team, provider_id=first.pk, changes={"is_default": True})
@@ -159,6 +162,8 @@ def test_run_provider_falls_back_to_the_local_model(team):
     local = provider_for_run(workspace=team.workspace)
     assert (local.type, local.pk, local.default_model) == ("local", None, "smollm2")
     provider = provider_create(actor=team, type="openai", name="OpenAI", api_key=KEY)
+    assert provider_for_run(workspace=team.workspace).type == "local"  # added, not made the default
+    Provider.objects.filter(pk=provider.pk).update(is_default=True)
     assert provider_for_run(workspace=team.workspace) == provider
     provider_delete(actor=team, provider_id=provider.pk)
     assert provider_for_run(workspace=team.workspace).type == "local"

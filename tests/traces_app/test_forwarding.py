@@ -8,6 +8,7 @@ import pytest
 from agents import flush_traces
 from django.test import override_settings
 
+from providers_app.models import Provider
 from providers_app.services import provider_create
 from tests.accounts_app.test_api import assert_error
 from tests.agents_app.test_runs import run_sync
@@ -22,14 +23,18 @@ INGEST = "/v1/traces/ingest"
 @pytest.fixture
 def openai_provider(team, fake_openai):
     with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
-        yield provider_create(
+        provider = provider_create(
             actor=team,
             type="openai",
             name="OpenAI",
             api_key="sk-forward-0123456789abcdef",
             base_url=fake_openai.base_url,
             models=["gpt-fake"],
+            # The default unless the test's agents already run on another provider.
+            is_default=not Provider.objects.filter(workspace=team.workspace, is_default=True).exists(),
         )
+        fake_openai.requests.clear()  # the connection test made it the default; tests count their own calls
+        yield provider
 
 
 @pytest.fixture
