@@ -11,11 +11,13 @@ from typing import Any
 from django.contrib import admin
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 
 from accounts_app.admin import ReadOnlyAdmin
 from agents_app import services
 from agents_app.models import Agent, AgentContext, AgentHandoff, AgentRun, Conversation, ConversationItem
 from config.admin_services import ServiceAdmin, changed_values, operator_actor
+from config.display import error_view, messages_view
 
 # Form field -> service field, for agent edits.
 _AGENT_FIELDS = {name: name for name in services.AGENT_FIELDS if name != "provider_id"} | {"provider": "provider_id"}
@@ -177,6 +179,20 @@ class AgentRunAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     date_hierarchy = "created_at"
 
+    readonly_fields = ("steps", "failure")
+
+    class Media:
+        css = {"all": ("css/display.css",)}
+
     def get_queryset(self, request: HttpRequest) -> Any:
         # The item lists can be large: leave them out of the list page.
         return super().get_queryset(request).defer("new_items", "input", "final_output")
+
+    @admin.display(description="Steps")
+    def steps(self, run: AgentRun) -> str:
+        """The run's items as the run page shows them: bubbles, coloured JSON, raw JSON on demand."""
+        return render_to_string("partials/_messages.html", messages_view(run.new_items))
+
+    @admin.display(description="Error")
+    def failure(self, run: AgentRun) -> str:
+        return render_to_string("partials/_error.html", error_view(run.error, run.error_code)) if run.error else "—"

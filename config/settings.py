@@ -107,6 +107,8 @@ TEMPLATES = [
                 "csp.context_processors.nonce",
                 "accounts_app.context_processors.workspace",
             ],
+            # {% load display %}: bubbles, coloured JSON and error blocks, the same on every page.
+            "libraries": {"display": "config.display"},
         },
     },
 ]

@@ -15,6 +15,12 @@ from config.paginators import EstimatedCountPaginator
 from traces_app.models import Span, Trace
 
 
+def _error(span: Span) -> str:
+    """Return a span's error as one line of text: its message (the details are on the trace page)."""
+    error = span.error or {}
+    return str(error.get("message") or error) if error else ""
+
+
 @admin.register(Trace)
 class TraceAdmin(ReadOnlyAdmin):
     list_display = ("trace_id", "name", "workspace", "status", "span_count", "error_count", "duration_ms", "started_at")
@@ -33,7 +39,7 @@ class TraceAdmin(ReadOnlyAdmin):
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td></tr>",
             (
-                (s.span_id, s.parent_id, s.kind, s.name, s.duration_ms, s.input_tokens, s.output_tokens, s.error or "")
+                (s.span_id, s.parent_id, s.kind, s.name, s.duration_ms, s.input_tokens, s.output_tokens, _error(s))
                 for s in spans
             ),
         )

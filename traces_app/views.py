@@ -126,9 +126,7 @@ def _span_context(span: Span, run: AgentRun | None) -> dict[str, Any]:
     if run is not None and run.provider is not None and (span.input_tokens or span.output_tokens):
         price_in, price_out = model_prices(run.provider, span.name or run.model_name)
         cost = (Decimal(span.input_tokens) * price_in + Decimal(span.output_tokens) * price_out) / Decimal(1_000_000)
-    data = span.data or {}
-    messages_in = data.get("input") if isinstance(data.get("input"), list) else None
-    return {"span": span, "cost": cost, "messages_in": messages_in, "data": data}
+    return {"span": span, "cost": cost, "data": span.data or {}}
 
 
 @login_required

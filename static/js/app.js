@@ -9,15 +9,89 @@
       event.stopPropagation();
     }
   }, true);
-  // Copy buttons: <button data-copy="#input-id">.
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest("[data-copy]");
-    if (!button) return;
+  // Copy buttons: <button data-copy="#input-id"> copies a field, data-copy-text its own value,
+  // data-copy-block the <pre> of the .json-block it sits in.
+  function copyText(button) {
+    if (button.hasAttribute("data-copy-text")) return button.getAttribute("data-copy-text");
+    if (button.hasAttribute("data-copy-block")) {
+      var pre = button.closest(".json-block, .snippet").querySelector("pre");
+      return pre ? pre.textContent : null;
+    }
     var source = document.querySelector(button.getAttribute("data-copy"));
-    if (!source) return;
-    source.select();
-    var done = function () { button.textContent = "Copied"; };
-    if (navigator.clipboard) { navigator.clipboard.writeText(source.value).then(done, function () {}); }
-    else { document.execCommand("copy"); done(); }
+    if (!source) return null;
+    if (source.select) source.select();
+    return source.value !== undefined ? source.value : source.textContent;
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy], [data-copy-text], [data-copy-block]");
+    if (!button) return;
+    var text = copyText(button);
+    if (text === null) return;
+    var label = button.textContent;
+    var done = function () {
+      button.textContent = button.classList.contains("icon-btn") ? "✓" : "Copied";
+      button.setAttribute("data-copied", "true");
+      window.setTimeout(function () { button.textContent = label; button.removeAttribute("data-copied"); }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(text).then(done, function () {}); }
+    else {
+      var area = document.createElement("textarea");
+      area.value = text; area.setAttribute("readonly", ""); area.className = "visually-hidden";
+      document.body.appendChild(area); area.select();
+      try { document.execCommand("copy"); } catch (e) { /* nothing more to try */ }
+      document.body.removeChild(area); done();
+    }
+  });
+  // The trace timeline: the span opened through htmx becomes the selected row (its id is pushed to the URL).
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var link = event.target.closest && event.target.closest(".span-label");
+    if (!link) return;
+    document.querySelectorAll(".span-row.selected").forEach(function (row) { row.classList.remove("selected"); });
+    document.querySelectorAll(".span-label[aria-current]").forEach(function (a) { a.removeAttribute("aria-current"); });
+    link.closest(".span-row").classList.add("selected");
+    link.setAttribute("aria-current", "true");
+  });
+  // Small screens: the navigation folds behind a Menu button.
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest(".menu-toggle");
+    if (!toggle) return;
+    var bar = toggle.closest(".topbar");
+    var open = bar.getAttribute("data-open") !== "true";
+    bar.setAttribute("data-open", open ? "true" : "false");
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+  // Colour theme: auto (the system's) → light → dark, remembered in this browser.
+  var THEMES = ["auto", "light", "dark"];
+  var LABELS = { auto: "◐ Auto", light: "☀ Light", dark: "☾ Dark" };
+  function currentTheme() {
+    return document.documentElement.getAttribute("data-theme") || "auto";
+  }
+  function showTheme() {
+    document.querySelectorAll("[data-theme-toggle]").forEach(function (button) {
+      var theme = currentTheme();
+      button.textContent = LABELS[theme];
+      button.setAttribute("aria-label", "Colour theme: " + (theme === "auto" ? "follows the system" : theme) + ". Change it");
+    });
+  }
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest("[data-theme-toggle]")) return;
+    var next = THEMES[(THEMES.indexOf(currentTheme()) + 1) % THEMES.length];
+    if (next === "auto") document.documentElement.removeAttribute("data-theme");
+    else document.documentElement.setAttribute("data-theme", next);
+    try { window.localStorage.setItem("theme", next); } catch (e) { /* not remembered */ }
+    showTheme();
+  });
+  document.addEventListener("DOMContentLoaded", showTheme);
+  // Loading: a bar at the top of the page and aria-busy on the element while any htmx request runs.
+  var inFlight = 0;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    inFlight += 1;
+    document.body.classList.add("is-loading");
+    if (event.target.setAttribute) event.target.setAttribute("aria-busy", "true");
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    inFlight = Math.max(0, inFlight - 1);
+    if (!inFlight) document.body.classList.remove("is-loading");
+    if (event.target.removeAttribute) event.target.removeAttribute("aria-busy");
   });
 })();

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from agents_app.services import agent_create
 from providers_app.services import provider_create
 from tests.agents_app.test_runs import run_sync
+from tests.browser.conftest import off_the_loop
 from tests.factories import PASSWORD, make_user, make_workspace
 from tests.fakes import Reply, ToolCall
 
@@ -20,7 +21,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_open_a_runs_trace_expand_a_span_and_see_its_tool_arguments(page, fake_openai):
     owner = make_workspace(owner=make_user(username="tess"), name="Lab")
     with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
-        provider_create(actor=owner, type="custom", name="Fake", base_url=fake_openai.base_url, models=["fake-model"])
+        off_the_loop(
+            provider_create,
+            actor=owner,
+            type="custom",
+            name="Fake",
+            base_url=fake_openai.base_url,
+            models=["fake-model"],
+            is_default=True,
+        )
         owner.workspace.refresh_from_db()
         lookup = agent_create(actor=owner, name="Lookup", instructions="Look things up.")
         writer = agent_create(
@@ -60,9 +69,17 @@ def test_open_a_runs_trace_expand_a_span_and_see_its_tool_arguments(page, fake_o
     page.get_by_test_id("span-function").click()  # loads the span into the side panel (htmx)
     arguments = page.get_by_test_id("tool-arguments")
     expect(arguments).to_be_visible()
-    assert json.loads(arguments.inner_text()) == {"input": "tallest mountain in Norway"}
+    assert json.loads(arguments.locator("pre").inner_text()) == {"input": "tallest mountain in Norway"}
+    expect(arguments.locator(".j-str")).to_have_text('"tallest mountain in Norway"')  # coloured JSON
     expect(page.get_by_test_id("span-panel")).to_contain_text("Galdhøpiggen.")
     assert "/spans/" not in page.url  # the panel was swapped in, not a page load
+    function_span = page.get_by_test_id("span-function")
+    assert page.url.endswith("?span=" + (function_span.get_attribute("href") or "").split("=")[1])  # linkable
+    expect(page.locator(".span-row.selected")).to_have_count(1)
+    expect(page.locator(".span-row.selected [data-testid=span-function]")).to_have_count(1)
+    page.reload()  # the link opens the same view
+    expect(page.get_by_test_id("tool-arguments")).to_be_visible()
+    expect(page.locator(".span-row.selected [data-testid=span-function]")).to_have_count(1)
     blocked = [m for m in page.console_messages if "Content Security Policy" in m or m.startswith("error")]
     assert blocked == []
 
