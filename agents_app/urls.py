@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/", views.agent_new, name="new"),
     path("import/", views.agent_import, name="import"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("runs/<int:run_id>/meta/", views.run_meta, name="run_meta"),
     path("<int:agent_id>/", views.agent_detail, name="detail"),
     path("<int:agent_id>/edit/", views.agent_edit, name="edit"),
     path("<int:agent_id>/delete/", views.agent_delete, name="delete"),

@@ -214,17 +214,24 @@ def agent_chat(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
         else:
             conversation = None
     conversations = Conversation.objects.filter(agent=agent, workspace=request.actor.workspace)[:30]
-    return render(
-        request,
-        "agents_app/chat.html",
-        {
-            "agent": agent,
-            "conversation": conversation,
-            "turns": turns,
-            "conversations": conversations,
-            "contexts": list(agent.contexts.all()),
-        },
-    )
+    context = {"agent": agent, "conversation": conversation, "turns": turns, "conversations": conversations}
+    if request.htmx and request.GET.get("part") == "conversations":  # the list, refreshed after each answer
+        return render(request, "agents_app/chat.html#conversation-list", context)
+    runs_on = provider_for_run(workspace=request.actor.workspace, provider_id=agent.provider_id)
+    context |= {
+        "contexts": list(agent.contexts.all()),
+        "runs_on": runs_on,
+        "runs_on_model": agent.model or runs_on.default_model,
+    }
+    return render(request, "agents_app/chat.html", context)
+
+
+@login_required
+@require_GET
+def run_meta(request: WorkspaceRequest, run_id: int) -> HttpResponse:
+    """One line under an answer: its status, run and trace links (it refreshes itself while the run is open)."""
+    run = selectors.run_get(actor=request.actor, run_id=run_id)
+    return render(request, "agents_app/_run_meta.html", {"run": run})
 
 
 @login_required

@@ -97,6 +97,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
 # Pages with an object in their path, by URL name: "get" pages show it, "post" pages change it.
 PAGES: dict[str, dict[str, Any]] = {
     "agents:run": {"method": "get"},
+    "agents:run_meta": {"method": "get"},
     "agents:detail": {"method": "get"},
     "agents:edit": {"method": "get", "role": "member"},
     "agents:delete": {"method": "post"},

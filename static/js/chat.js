@@ -7,13 +7,34 @@
   var transcript = document.getElementById("transcript");
   var textarea = form.querySelector("textarea[name=message]");
   var button = form.querySelector("button[type=submit]");
+  var stop = document.getElementById("chat-stop");
+  var controller = null;
+
+  // The line under an answer (status, run and trace links, "Fix the provider") is rendered by the server,
+  // the same as after a reload.
+  function showMeta(state) {
+    if (!state.runId || !window.htmx) return;
+    var slot = document.createElement("span");
+    state.bubble.appendChild(slot);
+    window.htmx.ajax("GET", form.dataset.metaUrl.replace(/0\/meta\/$/, state.runId + "/meta/"), { target: slot, swap: "outerHTML" });
+  }
+
+  function refreshConversations() {
+    var list = document.getElementById("conversation-list");
+    if (!list || !window.htmx) return;
+    var url = list.dataset.url + "?part=conversations&conversation=" + encodeURIComponent(form.elements.conversation_id.value);
+    window.htmx.ajax("GET", url, { target: list, swap: "outerHTML" });
+  }
 
   function add(cls, text) {
     var empty = document.getElementById("transcript-empty");
     if (empty) empty.remove();
     var div = document.createElement("div");
     div.className = "msg " + cls;
-    div.textContent = text || "";
+    var body = document.createElement("span");
+    body.className = "msg-text";
+    body.textContent = text || "";
+    div.appendChild(body);
     transcript.appendChild(div);
     transcript.scrollTop = transcript.scrollHeight;
     return div;
@@ -24,6 +45,7 @@
     span.className = "event-note small";
     span.textContent = text;
     parent.parentNode.insertBefore(span, parent);
+    transcript.scrollTop = transcript.scrollHeight;
   }
 
   function handle(name, data, state) {
@@ -34,7 +56,7 @@
       url.searchParams.set("conversation", data.conversation_id);
       window.history.replaceState(null, "", url);
     } else if (name === "text") {
-      state.bubble.textContent += data.delta;
+      state.text.textContent += data.delta;
       transcript.scrollTop = transcript.scrollHeight;
     } else if (name === "tool_call") {
       note(state.bubble, "⚙ " + data.name + "(" + data.arguments + ")");
@@ -44,26 +66,13 @@
       note(state.bubble, "⇄ " + data.from + " → " + data.to);
     } else if (name === "error") {
       state.bubble.classList.add("failed");
-      state.bubble.textContent = data.detail;
+      state.text.textContent = data.detail;
     } else if (name === "done") {
+      state.runId = data.run_id;
       if (data.status === "succeeded" && data.output !== null && typeof data.output !== "string") {
-        state.bubble.textContent = JSON.stringify(data.output, null, 2);
-      } else if (data.status === "succeeded" && !state.bubble.textContent) {
-        state.bubble.textContent = data.output || "";
-      }
-      var link = document.createElement("a");
-      link.className = "run-link small";
-      link.href = form.dataset.runPage.replace(/0\/$/, data.run_id + "/");
-      link.textContent = "run #" + data.run_id;
-      state.bubble.appendChild(document.createTextNode(" "));
-      state.bubble.appendChild(link);
-      if (data.trace_id) {
-        var trace = document.createElement("a");
-        trace.className = "run-link small";
-        trace.href = form.dataset.tracePage.replace(/trace_placeholder\/$/, encodeURIComponent(data.trace_id) + "/");
-        trace.textContent = "trace";
-        state.bubble.appendChild(document.createTextNode(" · "));
-        state.bubble.appendChild(trace);
+        state.text.textContent = JSON.stringify(data.output, null, 2);
+      } else if (data.status === "succeeded" && !state.text.textContent) {
+        state.text.textContent = data.output || "";
       }
     }
   }
@@ -75,7 +84,10 @@
     add("user", message);
     textarea.value = "";
     button.disabled = true;
-    var state = { bubble: add("assistant streaming", ""), runId: null };
+    var bubble = add("assistant streaming", "");
+    var state = { bubble: bubble, text: bubble.querySelector(".msg-text"), runId: null };
+    controller = new AbortController();
+    if (stop) stop.hidden = false;
     var body = { message: message, stream: true };
     if (form.elements.conversation_id.value) body.conversation_id = Number(form.elements.conversation_id.value);
     if (form.elements.context_id) body.context_id = Number(form.elements.context_id.value);
@@ -85,11 +97,12 @@
         headers: { "Content-Type": "application/json", "X-CSRFToken": form.dataset.csrf },
         body: JSON.stringify(body),
         credentials: "same-origin",
+        signal: controller.signal,
       });
       if (!response.ok || !response.body) {
         var problem = await response.json().catch(function () { return { detail: response.statusText }; });
         state.bubble.classList.add("failed");
-        state.bubble.textContent = problem.detail || "The request failed.";
+        state.text.textContent = problem.detail || "The request failed.";
         return;
       }
       var reader = response.body.getReader();
@@ -112,15 +125,25 @@
       }
     } catch (error) {
       state.bubble.classList.add("failed");
-      state.bubble.textContent = "The connection was lost: " + error.message;
+      if (error.name === "AbortError") {
+        // Closing the stream is what cancels the run on the server (and refunds its credits).
+        state.text.textContent += (state.text.textContent ? "\n" : "") + "Stopped.";
+      } else {
+        state.text.textContent = "The connection was lost: " + error.message;
+      }
     } finally {
       state.bubble.classList.remove("streaming");
       button.disabled = false;
+      if (stop) stop.hidden = true;
+      controller = null;
+      showMeta(state);
+      refreshConversations();
       textarea.focus();
     }
   }
 
   form.addEventListener("submit", send);
+  if (stop) stop.addEventListener("click", function () { if (controller) controller.abort(); });
   textarea.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey) {
       event.preventDefault();
