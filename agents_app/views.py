@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -214,7 +216,12 @@ def agent_chat(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
         else:
             conversation = None
     conversations = Conversation.objects.filter(agent=agent, workspace=request.actor.workspace)[:30]
-    context = {"agent": agent, "conversation": conversation, "turns": turns, "conversations": conversations}
+    context: dict[str, Any] = {
+        "agent": agent,
+        "conversation": conversation,
+        "turns": turns,
+        "conversations": conversations,
+    }
     if request.htmx and request.GET.get("part") == "conversations":  # the list, refreshed after each answer
         return render(request, "agents_app/chat.html#conversation-list", context)
     runs_on = provider_for_run(workspace=request.actor.workspace, provider_id=agent.provider_id)
