@@ -174,6 +174,7 @@ def _settings_context(request: WorkspaceRequest, **extra: object) -> dict[str, o
         "rename_form": WorkspaceForm(initial={"name": actor.workspace.name}),
         "invite_form": InvitationForm(),
         "roles": Role.choices,
+        "new_invite_link": request.session.pop("new_invite_link", None),
         **extra,
     }
 
@@ -261,7 +262,8 @@ def invitation_create(request: WorkspaceRequest) -> HttpResponse:
                 form.add_error("who", message)
         else:
             if created.accept_url:
-                messages.success(request, f"Invitation emailed. You can also share this link: {created.accept_url}")
+                messages.success(request, "Invitation emailed. You can also share the link below; it is shown once.")
+                request.session["new_invite_link"] = created.accept_url
             else:
                 messages.success(request, f"Invited {who}. They will see it on their Workspaces page.")
             return redirect("settings")

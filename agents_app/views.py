@@ -118,6 +118,7 @@ def _detail_context(request: WorkspaceRequest, agent: Agent, **extra: object) ->
     targets = [a for a in selectors.agent_list(actor=request.actor) if a.pk != agent.pk and a.pk not in wired]
     return {
         "agent": agent,
+        "api_base": request.build_absolute_uri("/api/v1"),
         "handoff_form": HandoffForm(targets=targets),
         "can_add_handoff": bool(targets),
         "context_form": ContextForm(),

@@ -12,3 +12,6 @@ SERVESTATIC_AUTOREFRESH = True
 # Every uvicorn test server answers the lifespan start-up in this process; collecting and freezing the
 # test process's heap each time would only slow the suite (tests/config/test_memory.py covers it).
 GC_THRESHOLDS = None
+# Never serve a collected copy: `make run` (and the quickstart test) collect into staticfiles/, and a copy
+# collected before an edit would shadow the edited file.
+STATIC_ROOT = BASE_DIR / "var" / "tests-never-collect-here"  # noqa: F405

@@ -33,14 +33,16 @@
       button.setAttribute("data-copied", "true");
       window.setTimeout(function () { button.textContent = label; button.removeAttribute("data-copied"); }, 1500);
     };
-    if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(text).then(done, function () {}); }
-    else {
+    var fallback = function () {
       var area = document.createElement("textarea");
       area.value = text; area.setAttribute("readonly", ""); area.className = "visually-hidden";
       document.body.appendChild(area); area.select();
       try { document.execCommand("copy"); } catch (e) { /* nothing more to try */ }
-      document.body.removeChild(area); done();
-    }
+      document.body.removeChild(area); button.focus(); done();
+    };
+    // The clipboard API needs a secure context and the page's focus; the older way covers the rest.
+    if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(text).then(done, fallback); }
+    else { fallback(); }
   });
   // The trace timeline: the span opened through htmx becomes the selected row (its id is pushed to the URL).
   document.addEventListener("htmx:beforeRequest", function (event) {
@@ -70,7 +72,7 @@
     document.querySelectorAll("[data-theme-toggle]").forEach(function (button) {
       var theme = currentTheme();
       button.textContent = LABELS[theme];
-      button.setAttribute("aria-label", "Colour theme: " + (theme === "auto" ? "follows the system" : theme) + ". Change it");
+
     });
   }
   document.addEventListener("click", function (event) {

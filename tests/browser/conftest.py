@@ -43,6 +43,8 @@ def browser() -> Iterator[object]:
 @pytest.fixture
 def page(browser, asgi_server) -> Iterator[object]:
     context = browser.new_context(base_url=asgi_server)
+    # As a user's click would allow it; headless Chromium otherwise leaves clipboard writes pending.
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     page.set_default_timeout(15_000)
     page.console_messages = []

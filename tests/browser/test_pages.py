@@ -1,0 +1,229 @@
+"""Every page, in Chromium: no page wider than a 390 px phone, no serious accessibility violation (axe-core,
+vendored), light and dark; the integrator touches (code snippets that run, copy buttons) work.
+
+``SCREENSHOTS_DIR=docs/screenshots`` also saves each main page at both widths in both themes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from agents import flush_traces
+from django.test import override_settings
+from playwright.sync_api import expect
+
+from accounts_app.services import api_token_create
+from agents_app.services import agent_create, context_create, handoff_add
+from providers_app.services import provider_create
+from tests.agents_app.test_runs import run_sync
+from tests.browser.conftest import off_the_loop
+from tests.factories import PASSWORD, make_user, make_workspace
+from tests.fakes import Reply, ToolCall
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+SCREENSHOTS = os.environ.get("SCREENSHOTS_DIR", "")
+# Pages worth a picture in the README, by file name.
+MAIN_PAGES = {
+    "dashboard": "/",
+    "agent": "/agents/{agent}/",
+    "chat": "/agents/{agent}/chat/?conversation={conv}",
+    "run": "/agents/runs/{run}/",
+    "trace": "/traces/{trace}/?span={span}",
+    "providers": "/providers/",
+    "usage": "/usage/",
+}
+
+
+@pytest.fixture
+def world(asgi_server, fake_openai):
+    """A workspace with a provider, two agents wired by a handoff, a context, and a run that used a tool."""
+    owner = make_workspace(owner=make_user(username="pia"), name="Pages")
+    with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
+        provider = off_the_loop(
+            provider_create,
+            actor=owner,
+            type="custom",
+            name="Fake",
+            base_url=fake_openai.base_url,
+            models=["fake-model"],
+            is_default=True,
+        )
+        helper = agent_create(actor=owner, name="Researcher", instructions="Find facts.")
+        agent = agent_create(
+            actor=owner,
+            name="Writer",
+            instructions="Write clearly.",
+            tools=[{"type": "agent", "name": "research", "params": {"agent_id": helper.pk}}],
+        )
+        handoff_add(actor=owner, agent_id=agent.pk, target_id=helper.pk)
+        context_create(actor=owner, agent_id=agent.pk, name="customer", content={"tier": "gold"}, is_default=True)
+        fake_openai.script(ToolCall("research", {"input": "tallest peak"}), Reply("Galdhøpiggen."), Reply("It is."))
+        done: list = []
+        worker = threading.Thread(target=lambda: done.append(run_sync(owner, agent, "Which is the tallest?")))
+        worker.start()
+        worker.join(timeout=60)
+    flush_traces()
+    run = done[0]
+    from traces_app.models import Span
+
+    span = Span.objects.filter(trace_id=run.trace_id, kind="function").first()
+    ids = {
+        "agent": agent.pk,
+        "run": run.pk,
+        "conv": run.conversation_id or "",
+        "trace": run.trace_id,
+        "span": span.span_id if span else "",
+        "provider": provider.pk,
+    }
+    return {"owner": owner, "ids": ids, "base": asgi_server}
+
+
+def every_page(ids: dict) -> list[str]:
+    pages = [
+        "/",
+        "/agents/",
+        "/agents/new/",
+        "/agents/{agent}/",
+        "/agents/{agent}/edit/",
+        "/agents/{agent}/chat/?conversation={conv}",
+        "/agents/runs/{run}/",
+        "/traces/",
+        "/traces/{trace}/?span={span}",
+        "/providers/",
+        "/providers/add/",
+        "/providers/{provider}/",
+        "/providers/local/default/",
+        "/workflows/",
+        "/knowledge/",
+        "/usage/",
+        "/settings/",
+        "/settings/tokens/",
+        "/workspaces/",
+    ]
+    return [p.format(**ids) for p in pages]
+
+
+def sign_in(page) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill("pia")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
+    menu = page.get_by_role("button", name="Menu")
+    if menu.is_visible():  # a phone: the switcher is behind the menu
+        menu.click()
+    page.locator("#workspace-switcher").select_option(label="Pages (owner)")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Pages")
+    page.wait_for_load_state("networkidle")
+
+
+def open_context(browser, base: str, *, width: int, height: int, scheme: str):
+    # CSP bypass only so that the test can read layout sizes and run axe-core; the pages' own scripts are
+    # checked under the real policy by the other browser tests.
+    return browser.new_context(
+        base_url=base, viewport={"width": width, "height": height}, color_scheme=scheme, bypass_csp=True
+    )
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_page_is_wider_than_a_phone(browser, world, scheme):
+    context = open_context(browser, world["base"], width=390, height=844, scheme=scheme)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    sign_in(page)
+    too_wide = {}
+    for url in every_page(world["ids"]):
+        response = page.goto(url)
+        assert response is not None and response.status == 200, url
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 390:
+            too_wide[url] = width
+    topbar = page.locator(".topbar").bounding_box()
+    assert topbar is not None and topbar["height"] < 60  # the navigation folds behind "Menu"
+    page.get_by_role("button", name="Menu").click()
+    expect(page.get_by_role("link", name="Traces", exact=True)).to_be_visible()
+    save_screenshots(page, world["ids"], "phone", scheme)
+    context.close()
+    assert not too_wide, too_wide
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_serious_accessibility_violations(browser, world, scheme):
+    context = open_context(browser, world["base"], width=1440, height=900, scheme=scheme)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    sign_in(page)
+    found = {}
+    for url in every_page(world["ids"]):
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+        page.add_script_tag(path=str(AXE))
+        violations = page.evaluate(
+            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+            ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+            ".map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '))"
+        )
+        if violations:
+            found[url] = violations
+    save_screenshots(page, world["ids"], "desktop", scheme)
+    context.close()
+    assert not found, "\n".join(f"{url}: {problems}" for url, problems in found.items())
+
+
+def save_screenshots(page, ids: dict, width: str, scheme: str) -> None:
+    if not SCREENSHOTS:
+        return
+    Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+    for name, url in MAIN_PAGES.items():
+        page.goto(url.format(**ids))
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=f"{SCREENSHOTS}/{name}-{width}-{scheme}.png", full_page=False)
+
+
+def test_the_agent_page_snippets_run_as_shown(page, world):
+    sign_in(page)
+    ids = world["ids"]
+    page.goto(f"/agents/{ids['agent']}/")
+    curl = page.get_by_test_id("curl-snippet").inner_text()
+    assert f"{world['base']}/api/v1/agents/{ids['agent']}/run" in curl
+    python = page.get_by_test_id("python-snippet").inner_text()
+    copy_python = page.locator("#snippets").get_by_role("button", name="Copy the Python code")
+    copy_python.click()
+    expect(copy_python).to_have_text("Copied")
+    # The Python snippet, run as a user would paste it, with a real token against this server.
+    token = api_token_create(actor=world["owner"], name="snippet").raw
+    printed: list[str] = []
+    os.environ["AGENTS_TOKEN"] = token
+    try:
+        with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
+            exec(python, {"print": lambda *a: printed.append(" ".join(map(str, a)))})  # noqa: S102
+    finally:
+        del os.environ["AGENTS_TOKEN"]
+    assert printed
+    assert re.search(r"\d+$", printed[0])  # the output, then the run id
+
+
+def test_ids_and_invite_links_have_copy_buttons(page, world):
+    sign_in(page)
+    ids = world["ids"]
+    page.goto(f"/agents/runs/{ids['run']}/")
+    copy = page.get_by_role("button", name="Copy trace id")
+    expect(copy).to_have_attribute("data-copy-text", ids["trace"])
+    copy.click()
+    expect(copy).to_have_text("✓")
+    expect(page.get_by_role("button", name="Copy run id")).to_have_attribute("data-copy-text", str(ids["run"]))
+    page.goto("/settings/")
+    page.get_by_label("Username or email").fill("someone@example.org")
+    page.get_by_role("button", name="Invite").click()
+    link = page.get_by_label("Invitation link")
+    expect(link).to_have_value(re.compile(r"/accounts/invitations/"))
+    copy_link = page.locator("[data-copy='#invite-link']")
+    copy_link.click()
+    expect(copy_link).to_have_text("Copied")
