@@ -140,7 +140,8 @@ def test_no_page_is_wider_than_a_phone(browser, world, scheme):
     too_wide = {}
     for url in every_page(world["ids"]):
         response = page.goto(url)
-        assert response is not None and response.status == 200, url
+        assert response is not None, url
+        assert response.status == 200, url
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > 390:
