@@ -97,6 +97,8 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(default=timezone.now)
+    # First-run steps this member has done that leave no other trace (e.g. "trace_opened").
+    milestones = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints: ClassVar = [

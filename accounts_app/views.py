@@ -96,12 +96,15 @@ def signin_locked_out(request: HttpRequest, response: HttpResponse | None, crede
 @require_GET
 def dashboard(request: WorkspaceRequest) -> HttpResponse:
     actor = request.actor
+    steps = selectors.getting_started(actor=actor)
     return render(
         request,
         "accounts_app/dashboard.html",
         {
             "balance": selectors.credit_balance_get(actor=actor),
             "invitations": selectors.invitation_list_for_user(user=request.user),
+            "steps": steps,
+            "steps_done": sum(step.done for step in steps),
         },
     )
 

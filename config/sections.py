@@ -11,9 +11,19 @@ from django.views.decorators.http import require_GET
 
 
 def section_index(
-    *, title: str, lead: str, icon: str, empty_title: str, empty_text: str, empty_hint: str = ""
+    *,
+    title: str,
+    lead: str,
+    icon: str,
+    empty_title: str,
+    empty_text: str,
+    coming: str,
+    action_url: str,
+    action_label: str,
+    empty_hint: str = "",
 ) -> Callable[[HttpRequest], HttpResponse]:
-    """Return a login-protected GET view rendering the section's heading and its empty state."""
+    """Return a login-protected GET view rendering the section's heading, what is coming, and its empty state
+    with one primary action."""
     context = {
         "title": title,
         "lead": lead,
@@ -21,6 +31,9 @@ def section_index(
         "empty_title": empty_title,
         "empty_text": empty_text,
         "empty_hint": empty_hint,
+        "coming": coming,
+        "action_url": action_url,
+        "action_label": action_label,
     }
 
     @login_required

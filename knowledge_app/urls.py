@@ -17,6 +17,12 @@ urlpatterns = [
                 "a search tool over it."
             ),
             empty_hint="Embeddings use the bundled local model by default, so nothing leaves this server.",
+            coming=(
+                "Coming next: uploads split and embedded into pgvector in the background, a search tool for "
+                "agents, and the same API under /api/v1/knowledge."
+            ),
+            action_url="/agents/",
+            action_label="Build agents meanwhile",
         ),
         name="index",
     ),

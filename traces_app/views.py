@@ -12,6 +12,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts_app.http import WorkspaceRequest
+from accounts_app.selectors import TRACE_OPENED
+from accounts_app.services import milestone_reach
 from agents_app.models import Agent, AgentRun
 from config.errors import InvalidInputError
 from providers_app.models import model_prices
@@ -102,6 +104,7 @@ def _waterfall(trace: Trace, spans: list[Span]) -> list[dict[str, Any]]:
 @require_GET
 def trace_detail(request: WorkspaceRequest, trace_id: str) -> HttpResponse:
     trace = selectors.trace_get(actor=request.actor, trace_id=trace_id)
+    milestone_reach(actor=request.actor, name=TRACE_OPENED)  # ticks "open its trace" on the dashboard
     spans = selectors.trace_spans(trace=trace)
     run = _trace_run(request, trace)
     handoffs = [s for s in spans if s.kind == "handoff"]

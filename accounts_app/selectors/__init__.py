@@ -1,6 +1,7 @@
 """Reads for accounts, workspaces, tokens and credits. Each takes the acting user or actor and scopes by it."""
 
 from accounts_app.selectors.credits import credit_balance_get, ledger_list
+from accounts_app.selectors.onboarding import TRACE_OPENED, Step, getting_started
 from accounts_app.selectors.tokens import api_token_list
 from accounts_app.selectors.workspaces import (
     actor_for_user,
@@ -14,9 +15,12 @@ from accounts_app.selectors.workspaces import (
 )
 
 __all__ = [
+    "TRACE_OPENED",
+    "Step",
     "actor_for_user",
     "api_token_list",
     "credit_balance_get",
+    "getting_started",
     "invitation_get_by_token",
     "invitation_list_for_user",
     "invitation_list_for_workspace",

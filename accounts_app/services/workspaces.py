@@ -361,3 +361,18 @@ def invitation_cancel(*, actor: Actor, invitation_id: int) -> Invitation:
         raise NotFoundError("Invitation not found.")
     _close(invitation, InvitationStatus.CANCELLED)
     return invitation
+
+
+def milestone_reach(*, actor: Actor, name: str) -> None:
+    """Record that the actor did a first-run step (once; one statement, no write when already recorded)."""
+    import json
+
+    from django.db import connection
+
+    item = json.dumps([name])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_app_membership SET milestones = milestones || %s::jsonb "
+            "WHERE workspace_id = %s AND user_id = %s AND NOT milestones @> %s::jsonb",
+            [item, actor.workspace.pk, actor.user.pk, item],
+        )
