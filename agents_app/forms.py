@@ -19,7 +19,7 @@ def _json_list(rows: int, help_text: str) -> JsonFormField:
         object_only=False,
         required=False,
         empty_value=[],
-        widget=forms.Textarea(attrs={"rows": rows, "class": "mono", "spellcheck": "false"}),
+        widget=forms.Textarea(attrs={"rows": rows, "class": "mono", "spellcheck": "false", "data-json": "list"}),
         help_text=help_text,
     )
 
@@ -52,7 +52,7 @@ class AgentForm(forms.Form):
         label="Output type (JSON Schema)",
         required=False,
         empty_value=None,
-        widget=forms.Textarea(attrs={"rows": 6, "class": "mono", "spellcheck": "false"}),
+        widget=forms.Textarea(attrs={"rows": 6, "class": "mono", "spellcheck": "false", "data-json": "object"}),
         help_text='Empty for plain text answers. Otherwise an object schema, e.g. {"type": "object", ...}.',
     )
     tools = _json_list(
@@ -69,6 +69,16 @@ class AgentForm(forms.Form):
         super().__init__(*args, **kwargs)
         provider_field = cast(forms.ChoiceField, self.fields["provider_id"])
         provider_field.choices = [("", "Workspace default"), *((p.pk, p.name) for p in providers)]
+
+    def clean_output_type(self) -> Any:
+        """Check the schema here too (the service's own rule), so its error is listed with the others."""
+        from agents_app.services import validate_output_type
+
+        value = self.cleaned_data.get("output_type")
+        problem = validate_output_type(value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return value
 
     def service_values(self) -> dict[str, Any]:
         """Return the cleaned data as agent service fields."""
@@ -115,7 +125,7 @@ class ContextForm(forms.Form):
     name = forms.CharField(max_length=100)
     content = JsonFormField(
         label="Content",
-        widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
+        widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "spellcheck": "false", "data-json": "object"}),
         initial="{}",
         help_text="A JSON object.",
     )

@@ -13,7 +13,7 @@ from accounts_app.actor import Actor
 from agents_app.exceptions import ConflictError, InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentHandoff
 from agents_app.selectors import agent_get, context_get
-from agents_app.tool_specs import TOOL_NAME, clean_guardrails, clean_tools, referenced_agent_ids
+from agents_app.tool_specs import TOOL_NAME, clean_guardrails, clean_tools, referenced_agent_ids, schema_problem
 from config.db import save_or_field_error
 from providers_app.models import Provider
 from providers_app.runtime import clean_model_settings
@@ -44,7 +44,7 @@ def validate_output_type(schema: Any) -> str | None:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        return f"Not a valid JSON Schema: {exc.message}"
+        return schema_problem(exc)
     if schema.get("type") != "object":
         return 'The output schema must have "type": "object" at its root.'
     return None

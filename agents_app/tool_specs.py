@@ -9,11 +9,12 @@ pages, the admin and imports store with the same models (``clean_tools``, ``clea
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, best_match
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from config.input import InputSchema
@@ -25,11 +26,27 @@ MAX_GUARDRAILS = 32
 MAX_CODE = 100_000
 
 
+def schema_problem(exc: SchemaError) -> str:
+    """Return a schema error as people can act on it: where it is, what is wrong, and the likely fix.
+
+    jsonschema reports a bad ``"type": "strin"`` as "not valid under any of the given schemas"; the most
+    relevant inner error says what is allowed, and a close match is offered.
+    """
+    detail = best_match(exc.context) if exc.context else exc
+    place = ".".join(str(part) for part in exc.absolute_path) or "the root"
+    message = f"Not a valid JSON Schema at {place}: {detail.message}"
+    if detail.validator == "enum" and isinstance(detail.instance, str):
+        close = difflib.get_close_matches(detail.instance, [str(v) for v in detail.validator_value], n=1)
+        if close:
+            message += f". Did you mean '{close[0]}'?"
+    return message
+
+
 def _json_schema_problem(schema: dict[str, Any]) -> str | None:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        return f"Not a valid JSON Schema: {exc.message}"
+        return schema_problem(exc)
     return None
 
 

@@ -84,6 +84,48 @@
     showTheme();
   });
   document.addEventListener("DOMContentLoaded", showTheme);
+  // Forms that came back with errors: focus the first bad field (the summary above lists them all).
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!document.querySelector("[data-error-summary]")) return;
+    var first = document.querySelector("[aria-invalid=true]");
+    if (first) first.focus();
+  });
+  // JSON text areas get a Format button: pretty-prints valid JSON, or says where it breaks (line and column).
+  function jsonError(text, error) {
+    var match = /position (\d+)/.exec(error.message);
+    if (!match) return error.message;
+    var before = text.slice(0, Number(match[1])).split("\n");
+    return "Not valid JSON at line " + before.length + ", column " + (before[before.length - 1].length + 1) + ": " + error.message;
+  }
+  function addFormatButtons(root) {
+    root.querySelectorAll("textarea[data-json]:not([data-json-ready])").forEach(function (area) {
+      area.setAttribute("data-json-ready", "");
+      var row = document.createElement("div");
+      row.className = "json-tools";
+      var button = document.createElement("button");
+      button.type = "button"; button.className = "btn small"; button.textContent = "Format JSON";
+      var status = document.createElement("small");
+      status.setAttribute("role", "status");
+      row.appendChild(button); row.appendChild(status);
+      area.insertAdjacentElement("afterend", row);
+      button.addEventListener("click", function () {
+        var text = area.value.trim();
+        if (!text) { status.className = "muted"; status.textContent = "Empty: nothing to check."; return; }
+        try {
+          var value = JSON.parse(text);
+          var wanted = area.getAttribute("data-json");
+          if (wanted === "list" && !Array.isArray(value)) throw new Error("Give a JSON list: [ ... ]");
+          if (wanted === "object" && (value === null || typeof value !== "object" || Array.isArray(value))) throw new Error("Give a JSON object: { ... }");
+          area.value = JSON.stringify(value, null, 2);
+          status.className = "ok-text"; status.textContent = "Valid JSON.";
+        } catch (error) {
+          status.className = "error-text"; status.textContent = jsonError(text, error);
+        }
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { addFormatButtons(document); });
+  document.addEventListener("htmx:afterSwap", function (event) { addFormatButtons(event.target); });
   // Loading: a bar at the top of the page and aria-busy on the element while any htmx request runs.
   var inFlight = 0;
   document.addEventListener("htmx:beforeRequest", function (event) {

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from asgiref.sync import async_to_sync
 
@@ -187,3 +189,18 @@ def test_import_page_and_export_links(team, page_client, fake_provider, outsider
     bad = page_client(outsider).post("/agents/import/", {"text": "not: [an export"}, follow=True)
     assert "Import failed" in bad.content.decode()
     assert Agent.objects.filter(workspace=outsider.workspace).count() == 1
+
+
+def test_errors_are_summarised_at_the_top_and_point_into_the_schema(team, page_client):
+    schema = '{"type": "object", "properties": {"answer": {"type": "strin"}}}'
+    response = page_client(team).post("/agents/new/", {"name": "", "max_turns": "10", "output_type": schema})
+    assert response.status_code == 422
+    html = response.content.decode()
+    summary = html.split("data-error-summary>")[1].split("</div>")[0]
+    assert "There are 2 problems" in summary
+    assert '<a href="#id_name">Name: This field is required.</a>' in summary
+    assert '<a href="#id_output_type">' in summary
+    assert "at properties.answer.type" in summary
+    assert "Did you mean &#x27;string&#x27;?" in summary
+    assert re.search(r'<textarea[^>]*aria-invalid="true"[^>]*id="id_output_type"', html)  # styled as an error
+    assert 'data-json="object"' in html  # gets the Format JSON button

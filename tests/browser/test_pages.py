@@ -229,3 +229,23 @@ def test_ids_and_invite_links_have_copy_buttons(page, world):
     copy_link = page.locator("[data-copy='#invite-link']")
     copy_link.click()
     expect(copy_link).to_have_text("Copied")
+
+
+def test_form_errors_are_summarised_and_json_can_be_checked_in_place(page, world):
+    sign_in(page)
+    page.goto("/agents/new/")
+    schema = page.get_by_label("Output type (JSON Schema)")
+    schema.fill('{"type": "object",\n "properties": {,}}')
+    page.get_by_role("button", name="Format JSON").first.click()
+    expect(page.locator(".json-tools [role=status]").first).to_contain_text("Not valid JSON at line 2, column")
+    schema.fill('{"type": "object", "properties": {"answer": {"type": "strin"}}}')
+    page.get_by_role("button", name="Format JSON").first.click()
+    expect(page.locator(".json-tools [role=status]").first).to_have_text("Valid JSON.")
+    assert schema.input_value().startswith('{\n  "type": "object",')  # pretty-printed in place
+    page.get_by_role("button", name="Create agent").click()
+    summary = page.locator("[data-error-summary]")
+    expect(summary).to_contain_text("There are 2 problems")
+    expect(summary).to_contain_text("Did you mean 'string'?")
+    expect(page.get_by_label("Name", exact=True)).to_be_focused()  # the first bad field
+    summary.get_by_role("link", name=re.compile("Output type")).click()
+    assert page.url.endswith("#id_output_type")
