@@ -120,11 +120,20 @@ def usage(request: WorkspaceRequest) -> HttpResponse:
         request.GET.get("page")
     )
     template = "accounts_app/usage.html"
+    context: dict[str, object] = {"page": page, "kind": kind}
     if request.htmx and not request.htmx.boosted:
-        template += "#ledger"
-    return render(
-        request, template, {"balance": selectors.credit_balance_get(actor=request.actor), "page": page, "kind": kind}
-    )
+        return render(request, template + "#ledger", context)
+    try:
+        days = int(request.GET.get("days") or 30)
+    except ValueError:
+        days = 30
+    context |= {
+        "balance": selectors.credit_balance_get(actor=request.actor),
+        "usage": (usage := selectors.usage_get(actor=request.actor, days=days)),
+        "usage_tables": [("Per agent", usage.by_agent), ("Per provider", usage.by_provider)],
+        "periods": selectors.PERIODS,
+    }
+    return render(request, template, context)
 
 
 # --- workspaces ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from accounts_app.selectors.credits import credit_balance_get, ledger_list
 from accounts_app.selectors.onboarding import TRACE_OPENED, Step, getting_started
 from accounts_app.selectors.tokens import api_token_list
+from accounts_app.selectors.usage import PERIODS, Usage, usage_get
 from accounts_app.selectors.workspaces import (
     actor_for_user,
     invitation_get_by_token,
@@ -15,8 +16,10 @@ from accounts_app.selectors.workspaces import (
 )
 
 __all__ = [
+    "PERIODS",
     "TRACE_OPENED",
     "Step",
+    "Usage",
     "actor_for_user",
     "api_token_list",
     "credit_balance_get",
@@ -27,6 +30,7 @@ __all__ = [
     "ledger_list",
     "membership_get",
     "membership_list",
+    "usage_get",
     "workspace_get_for_user",
     "workspace_list_for_user",
 ]
