@@ -27,11 +27,11 @@
     if (!button) return;
     var text = copyText(button);
     if (text === null) return;
-    var label = button.textContent;
+    var label = button.innerHTML;  // our own markup (text, or the icon's SVG)
     var done = function () {
       button.textContent = button.classList.contains("icon-btn") ? "✓" : "Copied";
       button.setAttribute("data-copied", "true");
-      window.setTimeout(function () { button.textContent = label; button.removeAttribute("data-copied"); }, 1500);
+      window.setTimeout(function () { button.innerHTML = label; button.removeAttribute("data-copied"); }, 1500);
     };
     var fallback = function () {
       var area = document.createElement("textarea");
