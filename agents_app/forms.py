@@ -36,8 +36,8 @@ class AgentForm(forms.Form):
         label="Model",
         required=False,
         max_length=200,
-        widget=forms.TextInput(attrs={"list": "model-options"}),
-        help_text="Empty: the provider's default model.",
+        widget=forms.TextInput(attrs={"list": "models-default", "autocomplete": "off"}),
+        help_text="Pick one of the provider's models or type any name. Empty: the provider's default model.",
     )
     temperature = forms.FloatField(required=False, min_value=0, max_value=2)
     top_p = forms.FloatField(required=False, min_value=0, max_value=1)
@@ -64,6 +64,27 @@ class AgentForm(forms.Form):
         3, 'A JSON list: {"name", "description", "implementation": "regex" | "agent" | "function", "config"}.'
     )
     output_guardrails = _json_list(3, "A JSON list, as for input guardrails.")
+
+    # The builder's sections, in order; "Advanced" starts folded unless it holds an error.
+    GROUPS = (
+        ("Basics", ("name", "instructions", "handoff_description")),
+        ("Model", ("provider_id", "model", "temperature", "top_p", "max_tokens")),
+        ("Tools and guardrails", ("tools", "input_guardrails", "output_guardrails")),
+        ("Output schema", ("output_type",)),
+        ("Advanced", ("max_turns",)),
+    )
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Return the bound fields by section: ``title``, ``fields``, ``slug`` and ``has_errors``."""
+        return [
+            {
+                "title": title,
+                "slug": title.lower().replace(" ", "-"),
+                "fields": [self[name] for name in names],
+                "has_errors": any(self[name].errors for name in names),
+            }
+            for title, names in self.GROUPS
+        ]
 
     def __init__(self, *args: Any, providers: list[Provider], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

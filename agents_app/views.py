@@ -35,11 +35,11 @@ def _form(request: WorkspaceRequest, data: object = None, initial: dict[str, obj
     return AgentForm(data, initial=initial, providers=providers)
 
 
-def _model_options(request: WorkspaceRequest) -> list[str]:
-    names: list[str] = []
-    for provider in [*provider_list(actor=request.actor), provider_for_run(workspace=request.actor.workspace)]:
-        names.extend(m for m in provider.model_list() if m not in names)
-    return names
+def _model_lists(request: WorkspaceRequest) -> list[tuple[str, list[str]]]:
+    """Return each provider's model names, keyed by its id ("default": the one agents without a provider use),
+    for the builder's model picker (free text stays allowed)."""
+    lists = [(str(p.pk), p.model_list()) for p in provider_list(actor=request.actor)]
+    return [("default", provider_for_run(workspace=request.actor.workspace).model_list()), *lists]
 
 
 @login_required
@@ -57,7 +57,10 @@ def agent_new(request: WorkspaceRequest) -> HttpResponse:
             return redirect("agents:chat", agent_id=agent.pk)
     status = 422 if request.method == "POST" else 200
     return render(
-        request, "agents_app/form.html", {"form": form, "agent": None, "models": _model_options(request)}, status=status
+        request,
+        "agents_app/form.html",
+        {"form": form, "agent": None, "model_lists": _model_lists(request)},
+        status=status,
     )
 
 
@@ -79,7 +82,7 @@ def agent_edit(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
     return render(
         request,
         "agents_app/form.html",
-        {"form": form, "agent": agent, "models": _model_options(request)},
+        {"form": form, "agent": agent, "model_lists": _model_lists(request)},
         status=status,
     )
 

@@ -125,6 +125,16 @@
     });
   }
   document.addEventListener("DOMContentLoaded", function () { addFormatButtons(document); });
+  // The builder's model picker offers the chosen provider's models (any name can still be typed).
+  function pickModelList() {
+    var provider = document.getElementById("id_provider_id");
+    var model = document.getElementById("id_model");
+    if (!provider || !model) return;
+    var wanted = "models-" + (provider.value || "default");
+    model.setAttribute("list", document.getElementById(wanted) ? wanted : "models-default");
+  }
+  document.addEventListener("change", function (event) { if (event.target.id === "id_provider_id") pickModelList(); });
+  document.addEventListener("DOMContentLoaded", pickModelList);
   document.addEventListener("htmx:afterSwap", function (event) { addFormatButtons(event.target); });
   // Loading: a bar at the top of the page and aria-busy on the element while any htmx request runs.
   var inFlight = 0;

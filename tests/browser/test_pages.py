@@ -249,3 +249,29 @@ def test_form_errors_are_summarised_and_json_can_be_checked_in_place(page, world
     expect(page.get_by_label("Name", exact=True)).to_be_focused()  # the first bad field
     summary.get_by_role("link", name=re.compile("Output type")).click()
     assert page.url.endswith("#id_output_type")
+
+
+def test_the_builder_groups_its_form_and_tests_the_agent_beside_it(page, world, fake_openai):
+    sign_in(page)
+    ids = world["ids"]
+    page.goto(f"/agents/{ids['agent']}/edit/")
+    legends = page.locator("fieldset.form-group > legend").all_inner_texts()
+    assert legends == ["Basics", "Model", "Tools and guardrails", "Output schema"]
+    expect(page.locator("details#group-advanced")).not_to_have_attribute("open", "")
+    model = page.get_by_label("Model", exact=True)
+    expect(model).to_have_attribute("list", "models-default")
+    page.get_by_label("Provider").select_option(label="Fake")
+    expect(model).to_have_attribute("list", f"models-{ids['provider']}")
+    expect(page.locator(f"#models-{ids['provider']} option")).to_have_count(1)  # the provider's own list
+    fake_openai.script(Reply("Tested beside the form."))
+    with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
+        page.get_by_label("Message").fill("Does this work?")
+        page.get_by_role("button", name="Send").click()
+        answer = page.locator(".builder-chat .msg.assistant").last
+        expect(answer).to_contain_text("Tested beside the form.")
+        expect(answer.get_by_role("link", name=re.compile("run #"))).to_be_visible()
+    box_form = page.locator(".builder-form").bounding_box()
+    box_chat = page.locator(".builder-chat").bounding_box()
+    assert box_form is not None
+    assert box_chat is not None
+    assert box_chat["x"] > box_form["x"] + box_form["width"] - 1  # two panes side by side
