@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts_app.forms import apply_errors
@@ -15,6 +16,7 @@ from accounts_app.http import WorkspaceRequest
 from agents_app import portability, selectors, services
 from agents_app.exceptions import ConflictError, InvalidInputError
 from agents_app.forms import AgentForm, ContextForm, HandoffForm
+from agents_app.graph import handoff_graph
 from agents_app.models import Agent, Conversation
 from providers_app.selectors import provider_for_run, provider_list
 
@@ -82,7 +84,7 @@ def agent_edit(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
     return render(
         request,
         "agents_app/form.html",
-        {"form": form, "agent": agent, "model_lists": _model_lists(request)},
+        _detail_context(request, agent, form=form, model_lists=_model_lists(request)),
         status=status,
     )
 
@@ -116,6 +118,14 @@ def agent_delete(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
     return redirect("agents:index")
 
 
+def _back(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    """Return to the page the form was on (the agent page or its builder), else the agent page."""
+    target = request.POST.get("next") or ""
+    if target in (reverse("agents:detail", args=[agent_id]), reverse("agents:edit", args=[agent_id])):
+        return redirect(target)
+    return redirect("agents:detail", agent_id=agent_id)
+
+
 def _detail_context(request: WorkspaceRequest, agent: Agent, **extra: object) -> dict[str, object]:
     wired = {h.target_id for h in agent.handoffs.all()}
     targets = [a for a in selectors.agent_list(actor=request.actor) if a.pk != agent.pk and a.pk not in wired]
@@ -125,7 +135,7 @@ def _detail_context(request: WorkspaceRequest, agent: Agent, **extra: object) ->
         "handoff_form": HandoffForm(targets=targets),
         "can_add_handoff": bool(targets),
         "context_form": ContextForm(),
-        "incoming": Agent.objects.filter(handoffs__target=agent, workspace=request.actor.workspace),
+        "graph": handoff_graph(actor=request.actor, agent=agent),
         "runs": selectors.run_list(actor=request.actor, agent_id=agent.pk)[:RUNS_ON_DETAIL],
         **extra,
     }
@@ -159,7 +169,7 @@ def handoff_add(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
             messages.success(request, "Handoff added.")
     else:
         messages.error(request, "Choose an agent of this workspace.")
-    return redirect("agents:detail", agent_id=agent.pk)
+    return _back(request, agent.pk)
 
 
 @login_required
@@ -167,7 +177,7 @@ def handoff_add(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
 def handoff_remove(request: WorkspaceRequest, agent_id: int, target_id: int) -> HttpResponse:
     services.handoff_remove(actor=request.actor, agent_id=agent_id, target_id=target_id)
     messages.success(request, "Handoff removed.")
-    return redirect("agents:detail", agent_id=agent_id)
+    return _back(request, agent_id)
 
 
 @login_required
@@ -189,7 +199,7 @@ def context_add(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
             apply_errors(form, exc)
         else:
             messages.success(request, "Context added.")
-            return redirect("agents:detail", agent_id=agent.pk)
+            return _back(request, agent.pk)
     return render(request, "agents_app/detail.html", _detail_context(request, agent, context_form=form), status=422)
 
 
@@ -198,7 +208,7 @@ def context_add(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
 def context_delete(request: WorkspaceRequest, agent_id: int, context_id: int) -> HttpResponse:
     services.context_delete(actor=request.actor, agent_id=agent_id, context_id=context_id)
     messages.success(request, "Context deleted.")
-    return redirect("agents:detail", agent_id=agent_id)
+    return _back(request, agent_id)
 
 
 @login_required

@@ -43,5 +43,5 @@ def test_sign_up_errors_are_shown(page):
     page.get_by_label("Password", exact=True).fill("short")
     page.get_by_label("Password again").fill("different")
     page.get_by_role("button", name="Create account").click()
-    page.get_by_text("The two passwords differ.").wait_for()
+    page.get_by_text("The two passwords differ.", exact=True).wait_for()
     assert "/accounts/signup/" in page.url
