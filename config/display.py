@@ -181,3 +181,10 @@ def error_view(error: Any, code: str = "") -> dict[str, Any]:
 def output_type_label(value: Any) -> str:
     """Return the name people know for an agent's output type (the SDK reports plain text as ``str``)."""
     return "text" if value in (None, "", "str") else str(value)
+
+
+@register.filter
+def has_steps(items: Any) -> bool:
+    """Return whether a run's items hold more than its answer: tool calls, results, handoffs or reasoning."""
+    bubbles = as_bubbles(items) or []
+    return any(b.kind not in ("user", "assistant", "system") for b in bubbles)

@@ -14,7 +14,7 @@
   // the same as after a reload.
   function showMeta(state) {
     if (!state.runId || !window.htmx) return;
-    var slot = document.createElement("span");
+    var slot = document.createElement("div");
     state.bubble.appendChild(slot);
     window.htmx.ajax("GET", form.dataset.metaUrl.replace(/0\/meta\/$/, state.runId + "/meta/"), { target: slot, swap: "outerHTML" });
   }

@@ -277,3 +277,44 @@ def test_the_builder_groups_its_form_and_tests_the_agent_beside_it(page, world, 
     assert box_form is not None
     assert box_chat is not None
     assert box_chat["x"] > box_form["x"] + box_form["width"] - 1  # two panes side by side
+
+
+def test_the_theme_toggle_overrides_the_system_and_is_remembered(page, world):
+    sign_in(page)
+    toggle = page.locator("[data-theme-toggle]")
+    expect(toggle).to_have_text("◐ Auto")
+    toggle.click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
+    toggle.click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    expect(toggle).to_have_text("☾ Dark")
+    page.goto("/agents/")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")  # remembered across pages
+    toggle.click()
+    expect(page.locator("html")).not_to_have_attribute("data-theme", re.compile("."))  # back to the system's
+
+
+def test_the_checklist_ticks_off_the_trace_once_opened(page, world):
+    sign_in(page)
+    page.goto("/")
+    checklist = page.get_by_role("region", name=re.compile("Getting started"))
+    expect(checklist).to_contain_text("3 of 4 done")
+    checklist.get_by_role("link", name="Open the trace").click()
+    page.wait_for_url(f"**/traces/{world['ids']['trace']}/")
+    page.goto("/")
+    expect(page.get_by_role("region", name=re.compile("Getting started"))).to_have_count(0)
+
+
+def test_usage_charts_and_chat_steps(page, world):
+    sign_in(page)
+    page.goto("/usage/")
+    expect(page.locator("[data-chart=runs] .chart-total")).to_have_text("1")
+    expect(page.locator("[data-chart=runs] rect")).to_have_count(30)
+    page.get_by_role("link", name="7 days").click()
+    expect(page.locator("[data-chart=tokens] rect")).to_have_count(7)
+    ids = world["ids"]
+    page.goto(f"/agents/{ids['agent']}/chat/?conversation={ids['conv']}")
+    steps = page.locator(".msg.assistant details.steps").first
+    steps.get_by_text("Steps: tool calls and handoffs").click()
+    expect(steps.locator(".bubble-tool_call")).to_contain_text("Called research")
+    expect(steps.locator(".bubble-tool_result")).to_contain_text("Galdhøpiggen.")
