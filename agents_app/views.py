@@ -200,6 +200,16 @@ def context_add(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
         else:
             messages.success(request, "Context added.")
             return _back(request, agent.pk)
+    if request.POST.get("next") == reverse("agents:edit", args=[agent.pk]):
+        # Came from the builder: show the error there, with the agent form as it is stored.
+        context = _detail_context(
+            request,
+            agent,
+            context_form=form,
+            form=_form(request, initial=AgentForm.initial_for(agent)),
+            model_lists=_model_lists(request),
+        )
+        return render(request, "agents_app/form.html", context, status=422)
     return render(request, "agents_app/detail.html", _detail_context(request, agent, context_form=form), status=422)
 
 

@@ -238,3 +238,18 @@ def test_the_builder_edits_handoffs_and_contexts_in_place(team, page_client):
     assert response["Location"] == edit
     elsewhere = client.post(f"/agents/{a.pk}/handoffs/{b.pk}/remove/", {"next": "https://evil.example/"})
     assert elsewhere["Location"] == f"/agents/{a.pk}/"  # only the agent's own pages
+
+
+def test_a_bad_context_on_the_builder_is_shown_on_the_builder(team, page_client):
+    a = agent_create(actor=team, name="Alpha", instructions="Be brief.")
+    client = page_client(team)
+    edit = f"/agents/{a.pk}/edit/"
+    bad = client.post(f"/agents/{a.pk}/contexts/", {"name": "x", "content": "[1]", "next": edit})
+    assert bad.status_code == 422
+    assert next(t.name for t in bad.templates) == "agents_app/form.html"
+    html = bad.content.decode()
+    assert "Give a JSON object." in html
+    assert "Be brief." in html  # the agent form is there as stored
+    assert not AgentContext.objects.exists()
+    from_detail = client.post(f"/agents/{a.pk}/contexts/", {"name": "x", "content": "[1]"})
+    assert next(t.name for t in from_detail.templates) == "agents_app/detail.html"

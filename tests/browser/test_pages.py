@@ -319,3 +319,32 @@ def test_usage_charts_and_chat_steps(page, world):
     steps.get_by_text("Steps: tool calls and handoffs").click()
     expect(steps.locator(".bubble-tool_call")).to_contain_text("Called research")
     expect(steps.locator(".bubble-tool_result")).to_contain_text("Galdhøpiggen.")
+
+
+def test_skip_link_focus_ring_and_loading_bar(page, world):
+    sign_in(page)
+    page.goto("/usage/")
+    page.keyboard.press("Tab")
+    skip = page.locator(".skip-link")
+    expect(skip).to_be_focused()
+    assert skip.bounding_box()["y"] >= 0  # shown on screen once focused, hidden above it otherwise
+    page.keyboard.press("Enter")
+    expect(page.locator("main#main")).to_be_focused()
+    page.keyboard.press("Tab")
+    focused = page.locator("main :focus")
+    expect(focused).to_have_count(1)
+    expect(focused).to_have_css("outline-style", "solid")  # keyboard focus is always visible
+    expect(focused).to_have_css("outline-width", "2px")
+
+    held: list = []
+    # The answer waits until the test lets it through.
+    page.route("**/usage/?kind=grant", lambda route: held.append(route))
+    grants = page.locator("a[href='?kind=grant']")
+    grants.click()
+    expect(page.locator("body")).to_have_class(re.compile(r"\bis-loading\b"))
+    expect(grants).to_have_attribute("aria-busy", "true")
+    expect(page.locator(".progress")).to_have_css("opacity", "1")
+    held[0].continue_()
+    expect(page.locator("body")).not_to_have_class(re.compile(r"\bis-loading\b"))
+    expect(page.locator("a[href='?kind=grant']")).not_to_have_attribute("aria-busy", "true")
+    expect(page).to_have_url(re.compile(r"kind=grant"))
