@@ -60,11 +60,24 @@ def check_broker() -> str:
     raise RuntimeError("unsupported broker URL scheme")
 
 
+def check_sandbox() -> str:
+    """Return how user code is isolated; raises with what is missing when code cannot run here."""
+    from sandbox.executor import check
+
+    status = check()
+    if not status.ok:
+        raise RuntimeError(status.detail)
+    return status.detail
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "pgvector": check_pgvector,
     "broker": check_broker,
+    "sandbox": check_sandbox,
 }
+# Reported, but the platform serves without them: only code tools and guardrails stop working.
+OPTIONAL = {"sandbox"}
 
 
 def _describe(exc: Exception) -> str:
@@ -79,7 +92,7 @@ def _describe(exc: Exception) -> str:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Run every dependency check; 200 when all pass, 503 naming the ones that fail."""
+    """Run every dependency check; 200 when the required ones pass, 503 naming the ones that fail."""
     results: dict[str, dict[str, object]] = {}
     for name, check in CHECKS.items():
         started = time.perf_counter()
@@ -89,5 +102,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as exc:
             detail, ok = _describe(exc), False
         results[name] = {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - started) * 1000, 1)}
-    ready = all(r["ok"] for r in results.values())
+        if name in OPTIONAL:
+            results[name]["required"] = False
+    ready = all(r["ok"] for name, r in results.items() if name not in OPTIONAL)
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)

@@ -314,6 +314,23 @@ LOCAL_MODEL_PRICE_INPUT_PER_MILLION = env_str("LOCAL_MODEL_PRICE_INPUT_PER_MILLI
 LOCAL_MODEL_PRICE_OUTPUT_PER_MILLION = env_str("LOCAL_MODEL_PRICE_OUTPUT_PER_MILLION", "0")
 LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 1, minimum=1, maximum=64)
 
+# --- Code sandbox ---------------------------------------------------------------------------------
+# User code (function tools and guardrails) runs only in a bubblewrap sandbox (sandbox/executor.py): the
+# interpreter below, seeing a read-only /usr and nothing of the app. Limits apply per call.
+SANDBOX_PYTHON = env_str("SANDBOX_PYTHON", "/usr/bin/python3")
+# As root, each call runs under its own uid from SANDBOX_UID_BASE .. + SANDBOX_SLOTS (calls at once beyond
+# that wait); the lock files live here.
+SANDBOX_UID_BASE = env_int("SANDBOX_UID_BASE", 1_900_000, minimum=1000)
+SANDBOX_SLOTS = env_int("SANDBOX_SLOTS", 64, minimum=1, maximum=4096)
+SANDBOX_STATE_DIR = env_str("SANDBOX_STATE_DIR", str(VAR_DIR / "sandbox"))
+SANDBOX_CPU_SECONDS = env_int("SANDBOX_CPU_SECONDS", 5, minimum=1, maximum=300)
+SANDBOX_WALL_SECONDS = env_int("SANDBOX_WALL_SECONDS", 10, minimum=1, maximum=600)
+SANDBOX_MEMORY_MB = env_int("SANDBOX_MEMORY_MB", 256, minimum=64, maximum=16384)
+# Endpoint tools and guardrails: time and size limits of one call (the SSRF guard and
+# PROVIDER_EGRESS_ALLOWLIST apply to them as to providers).
+TOOL_ENDPOINT_TIMEOUT_SECONDS = env_int("TOOL_ENDPOINT_TIMEOUT_SECONDS", 15, minimum=1, maximum=300)
+TOOL_ENDPOINT_MAX_BYTES = env_int("TOOL_ENDPOINT_MAX_BYTES", 1_000_000, minimum=1024)
+
 # --- Agent runs -----------------------------------------------------------------------------------
 # Every run reserves at least this much (so every run writes ledger entries and a workspace with no
 # credits cannot run), plus its worst-case price: input estimate and max output tokens per turn.

@@ -18,10 +18,29 @@ def test_readyz_reports_every_dependency(settings):
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "pgvector", "broker"}
+    assert set(body["checks"]) == {"database", "pgvector", "broker", "sandbox"}
     assert body["checks"]["database"]["detail"].startswith("postgres ")
     assert body["checks"]["pgvector"]["detail"].startswith("pgvector ")
+    assert body["checks"]["sandbox"]["detail"].startswith("bubblewrap, seccomp")
     assert all(check["ok"] for check in body["checks"].values())
+
+
+@pytest.mark.django_db
+def test_readyz_says_what_the_sandbox_lacks_without_failing_readiness():
+    from sandbox.executor import check
+
+    try:
+        with override_settings(SANDBOX_PYTHON="/opt/missing/python3"):
+            check(force=True)
+            response = Client().get("/readyz")
+    finally:
+        check(force=True)
+    body = response.json()
+    assert response.status_code == 200  # the platform serves; only code tools and guardrails are off
+    sandbox = body["checks"]["sandbox"]
+    assert sandbox["ok"] is False
+    assert sandbox["required"] is False
+    assert "/opt/missing/python3 is missing" in sandbox["detail"]
 
 
 @pytest.mark.django_db
