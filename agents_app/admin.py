@@ -45,6 +45,8 @@ class AgentAdmin(ServiceAdmin):
     list_select_related = ("workspace", "provider")
     raw_id_fields = ("workspace", "provider", "created_by")
     readonly_fields = ("version", "created_by", "created_at", "updated_at")
+    # Header values of tools and guardrails: set through the tools' JSON (a masked value keeps the stored one).
+    exclude = ("secrets",)
     inlines = (HandoffInline, ContextInline)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:

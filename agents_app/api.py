@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router, Status
 from ninja.pagination import paginate
 
-from agents_app import portability, selectors, services
+from agents_app import portability, selectors, services, tools
 from agents_app.events import run_events
 from agents_app.exceptions import InvalidInputError
 from agents_app.models import Agent, AgentContext, AgentRun
@@ -33,6 +33,8 @@ from agents_app.schemas import (
     RunDetailOut,
     RunFilter,
     RunOut,
+    ToolTryIn,
+    TryOut,
 )
 from agents_app.tasks import queue_run
 from config.auth import BrowserSessionAuth, DeferredTokenAuth, request_actor, request_actor_async
@@ -168,6 +170,16 @@ def handoff_add(request: HttpRequest, agent_id: int, payload: HandoffIn) -> Stat
 def handoff_remove(request: HttpRequest, agent_id: int, target_id: int) -> Status:
     services.handoff_remove(actor=request_actor(request), agent_id=agent_id, target_id=target_id)
     return Status(204, None)
+
+
+@router.post(
+    "/{agent_id}/tools/{name}/try",
+    response=TryOut,
+    summary="Run one function tool on sample arguments (nothing recorded, no credits)",
+)
+def tool_try(request: HttpRequest, agent_id: int, name: str, payload: ToolTryIn) -> dict[str, Any]:
+    outcome = tools.try_tool(actor=request_actor(request), agent_id=agent_id, name=name, arguments=payload.arguments)
+    return outcome.as_json()
 
 
 @router.get("/{agent_id}/contexts", response=list[ContextOut])

@@ -7,6 +7,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from encrypted_fields.fields import EncryptedJSONField
 
 from accounts_app.models import credit_field
 
@@ -27,11 +28,14 @@ class Agent(models.Model):
     handoff_description = models.CharField(max_length=1000, blank=True)
     # A JSON Schema (type object) for structured output; None means plain text.
     output_type = models.JSONField(null=True, blank=True)
-    # The spec's ToolCreate and GuardrailCreate shapes, checked by agents_app.tool_specs. Agent tools run today;
-    # function tools and guardrails are stored and run once the sandbox lands.
+    # The spec's ToolCreate and GuardrailCreate shapes, checked by agents_app.tool_specs; header values are
+    # masked there and kept in ``secrets``.
     tools = models.JSONField(default=list, blank=True)
     input_guardrails = models.JSONField(default=list, blank=True)
     output_guardrails = models.JSONField(default=list, blank=True)
+    # {"tools" | "input_guardrails" | "output_guardrails": {item name: {"headers": {...}}}}, encrypted at rest
+    # with the provider keys' key; never returned, logged or traced.
+    secrets = EncryptedJSONField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     max_turns = models.PositiveSmallIntegerField(default=10)
     # Moved by a database trigger on every change of the row or of its handoffs (migration 0003).

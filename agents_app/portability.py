@@ -64,6 +64,17 @@ def _swap_references(row: dict[str, Any], names: dict[Any, Any], *, to: str) -> 
     return wired
 
 
+def _without_header_values(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return tools or guardrails without their endpoint headers: their values are secrets of this workspace
+    (set them again after an import)."""
+    return [
+        {**item, part: {k: v for k, v in item[part].items() if k != "headers"}}
+        if isinstance(item.get(part := "params" if "params" in item else "config"), dict)
+        else item
+        for item in items
+    ]
+
+
 def agent_export(*, actor: Actor, agent_id: int) -> dict[str, Any]:
     """Return a document with the agent and every agent it reaches (handoffs, agent tools, guardrail judges),
     naming agents by name.
@@ -78,7 +89,7 @@ def agent_export(*, actor: Actor, agent_id: int) -> dict[str, Any]:
         contexts.setdefault(context.agent_id, []).append(context)
     agents = []
     for pk, row in graph.agents.items():
-        wired = {key: getattr(row, key) for key in _WIRED}
+        wired = {key: _without_header_values(getattr(row, key)) for key in _WIRED}
         agents.append(
             {
                 "name": row.name,

@@ -15,11 +15,20 @@ from decimal import Decimal
 from typing import Any
 
 from agents import Agent as SDKAgent
-from agents import AgentOutputSchemaBase, ModelBehaviorError, ModelResponse, RunContextWrapper, RunHooks, handoff
+from agents import (
+    AgentOutputSchemaBase,
+    ModelBehaviorError,
+    ModelResponse,
+    RunContextWrapper,
+    RunHooks,
+    Tool,
+    handoff,
+)
 from jsonschema import Draft202012Validator
 
 from agents_app.models import Agent, AgentHandoff
 from agents_app.tool_specs import referenced_agent_ids
+from agents_app.tools import function_tool, item_headers
 from providers_app.models import Provider, model_prices
 from providers_app.runtime import ResolvedModel
 
@@ -228,6 +237,25 @@ def _instructions(row: Agent) -> Callable[[RunContextWrapper[RunContext], SDKAge
     return instructions
 
 
+def _tools(row: Agent, graph: Graph, built: dict[int, SDKAgent[RunContext]], meter: UsageMeter) -> list[Tool]:
+    tools: list[Tool] = []
+    for tool in row.tools or []:
+        if tool.get("type") == "function":
+            tools.append(function_tool(tool, item_headers(row, "tools", tool["name"])))
+        elif tool.get("type") == "agent" and (target := tool["params"]["agent_id"]) in built:
+            # An agent used as a tool: the caller keeps the conversation and gets the other agent's answer back.
+            tools.append(
+                built[target].as_tool(
+                    tool_name=tool["name"],
+                    tool_description=tool.get("description")
+                    or graph.agents[target].handoff_description
+                    or f"Ask the {graph.agents[target].name} agent.",
+                    hooks=meter,
+                )
+            )
+    return tools
+
+
 def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> SDKAgent[RunContext]:
     """Return the SDK agent for the root, with every handoff wired (cycles through a memo).
 
@@ -247,18 +275,7 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
         )
         meter.add(built[agent_id], row, resolved)
     for agent_id, row in graph.agents.items():
-        # Agents used as tools: the caller keeps the conversation and gets the other agent's answer back.
-        built[agent_id].tools = [
-            built[target].as_tool(
-                tool_name=tool["name"],
-                tool_description=tool.get("description")
-                or graph.agents[target].handoff_description
-                or f"Ask the {graph.agents[target].name} agent.",
-                hooks=meter,
-            )
-            for tool in row.tools or []
-            if tool.get("type") == "agent" and (target := tool["params"]["agent_id"]) in built
-        ]
+        built[agent_id].tools = _tools(row, graph, built, meter)
     for agent_id, edges in graph.handoffs.items():
         built[agent_id].handoffs = [
             handoff(

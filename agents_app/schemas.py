@@ -152,6 +152,22 @@ class AgentSummaryOut(Schema):
     updated_at: datetime
 
 
+class ToolTryIn(InputSchema):
+    arguments: dict[str, Any] = Field(default_factory=dict, description="The arguments, as the model would send")
+
+
+class TryOut(Schema):
+    """One try of a tool or guardrail: ``value`` when ``ok``, else ``error`` and its ``kind``; what the code
+    printed in ``logs``."""
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    kind: str | None = None
+    logs: str | None = None
+    duration_ms: float
+
+
 class ImportIn(InputSchema):
     """Give the exported document as JSON (``document``) or as JSON/YAML text (``text``)."""
 

@@ -13,7 +13,14 @@ from accounts_app.actor import Actor
 from agents_app.exceptions import ConflictError, InvalidInputError, NotFoundError
 from agents_app.models import Agent, AgentContext, AgentHandoff
 from agents_app.selectors import agent_get, context_get
-from agents_app.tool_specs import TOOL_NAME, clean_guardrails, clean_tools, referenced_agent_ids, schema_problem
+from agents_app.tool_specs import (
+    TOOL_NAME,
+    clean_guardrails,
+    clean_tools,
+    referenced_agent_ids,
+    schema_problem,
+    split_secrets,
+)
 from config.db import save_or_field_error
 from providers_app.models import Provider
 from providers_app.runtime import clean_model_settings
@@ -76,11 +83,25 @@ def _validate(agent: Agent, fields: dict[str, str]) -> None:
         cleaned, problems = clean_guardrails(getattr(agent, key), kind=kind, field=key)
         setattr(agent, key, cleaned)
         fields.update(problems)
+    _keep_secrets_apart(agent, fields)
     fields.update(_agent_references_problems(agent))
     if not isinstance(agent.metadata, dict):
         fields["metadata"] = "Give an object."
     if not isinstance(agent.max_turns, int) or isinstance(agent.max_turns, bool) or not 1 <= agent.max_turns <= 100:
         fields["max_turns"] = "Give a whole number from 1 to 100."
+
+
+def _keep_secrets_apart(agent: Agent, fields: dict[str, str]) -> None:
+    """Move header values from the tools and guardrails into the encrypted ``secrets`` (a masked value keeps
+    the stored one)."""
+    stored = agent.secrets if isinstance(agent.secrets, dict) else {}
+    secrets: dict[str, Any] = {}
+    for field, key in (("tools", "params"), ("input_guardrails", "config"), ("output_guardrails", "config")):
+        found, problems = split_secrets(getattr(agent, field), key=key, stored=stored.get(field) or {}, field=field)
+        fields.update(problems)
+        if found:
+            secrets[field] = found
+    agent.secrets = secrets or None
 
 
 def _agent_references_problems(agent: Agent) -> dict[str, str]:

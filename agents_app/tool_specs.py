@@ -64,6 +64,11 @@ def code_problem(code: str) -> str | None:
     return None
 
 
+HEADER_MASK = "********"
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+_HOP_HEADERS = {"host", "content-length", "content-type", "transfer-encoding", "connection"}
+
+
 class CodeOrEndpoint(InputSchema):
     """What a function tool or guardrail runs: ``code`` (Python defining ``main``, run in the sandbox only) or
     ``endpoint`` (an HTTP URL that receives a JSON POST), exactly one of them."""
@@ -71,6 +76,23 @@ class CodeOrEndpoint(InputSchema):
     code: str | None = Field(None, min_length=1, max_length=MAX_CODE, description="Python that defines main")
     allow_code_execution: bool = Field(False, description="Must be true for code to be run (in the sandbox)")
     endpoint: str | None = Field(None, max_length=2000, description="An http(s) URL called with a JSON POST")
+    headers: dict[str, str] | None = Field(
+        None,
+        max_length=20,
+        description=f"Sent to the endpoint; stored encrypted and shown back as {HEADER_MASK!r} (send that to keep one)",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, header in (value or {}).items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid header name.")
+            if name.lower() in _HOP_HEADERS:
+                raise ValueError(f"The {name} header is set by the platform.")
+            if len(header) > 4000 or any(c in header for c in "\r\n\0"):
+                raise ValueError(f"The value of {name} must be one line of at most 4,000 characters.")
+        return value
 
     @field_validator("endpoint")
     @classmethod
@@ -94,6 +116,8 @@ class CodeOrEndpoint(InputSchema):
     def _one_implementation(self) -> CodeOrEndpoint:
         if (self.code is None) == (self.endpoint is None):
             raise ValueError("Give either code or endpoint.")
+        if self.headers and self.endpoint is None:
+            raise ValueError("Headers are sent to an endpoint; this one runs code.")
         if self.code is not None and not self.allow_code_execution:
             raise ValueError("Set allow_code_execution to true to run this code (in the sandbox).")
         return self
@@ -274,9 +298,12 @@ def clean_guardrails(
     except ValidationError as exc:
         return [], _problems(exc, field)
     cleaned = []
+    names = [guardrail.name for guardrail in guardrails]
     for i, guardrail in enumerate(guardrails):
         if guardrail.type not in (None, kind):
             return [], {f"{field}.{i}.type": f"This list holds {kind} guardrails."}
+        if names.count(guardrail.name) > 1:
+            return [], {f"{field}.{i}.name": f"Two {kind} guardrails are named {guardrail.name!r}."}
         cleaned.append({**guardrail.model_dump(mode="json", exclude_unset=True), "type": kind})
     return cleaned, {}
 
@@ -292,3 +319,31 @@ def referenced_agent_ids(tools: list[dict[str, Any]], *guardrail_lists: list[dic
             if guardrail.get("implementation") == "agent":
                 found[f"{guardrail['type']}_guardrails.{i}.config.agent_id"] = guardrail["config"]["agent_id"]
     return found
+
+
+def split_secrets(
+    items: list[dict[str, Any]], *, key: str, stored: dict[str, dict[str, Any]], field: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Move header values out of stored tools or guardrails (``key``: "params" or "config"), in place.
+
+    Returns the secrets by item name (``{"headers": {...}}``) and the problems found. Each header value left
+    in the item becomes HEADER_MASK; a value sent as HEADER_MASK keeps the one ``stored`` for that item.
+    """
+    secrets: dict[str, dict[str, Any]] = {}
+    problems: dict[str, str] = {}
+    for i, item in enumerate(items):
+        headers = (item.get(key) or {}).get("headers")
+        if not headers:
+            continue
+        kept = (stored.get(item["name"]) or {}).get("headers") or {}
+        values: dict[str, str] = {}
+        for name, value in headers.items():
+            if value != HEADER_MASK:
+                values[name] = value
+            elif name in kept:
+                values[name] = kept[name]
+            else:
+                problems[f"{field}.{i}.{key}.headers.{name}"] = "Give this header's value; none is stored."
+        secrets[item["name"]] = {"headers": values}
+        item[key]["headers"] = dict.fromkeys(values, HEADER_MASK)
+    return secrets, problems

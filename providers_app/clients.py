@@ -112,8 +112,34 @@ def client_for(provider: Provider) -> AsyncOpenAI:
     return client
 
 
+_endpoint_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def endpoint_client() -> httpx2.AsyncClient:
+    """Return the running loop's client for tool and guardrail endpoints: every connection through the SSRF
+    guard (PROVIDER_EGRESS_ALLOWLIST applies), no redirects followed, no proxy from the environment."""
+    loop = asyncio.get_running_loop()
+    client = _endpoint_clients.get(loop)
+    if client is None or client.is_closed:
+        client = _endpoint_clients[loop] = httpx2.AsyncClient(
+            transport=guarded_transport(guarded=True, limits=_LIMITS),
+            timeout=httpx2.Timeout(
+                settings.TOOL_ENDPOINT_TIMEOUT_SECONDS, connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS
+            ),
+            trust_env=False,
+            follow_redirects=False,
+        )
+    return client
+
+
 async def close_clients_for_running_loop() -> None:
     """Close every cached client of the running loop; for callers whose loop is about to end (tasks)."""
-    clients = _by_loop.pop(asyncio.get_running_loop(), {})
+    loop = asyncio.get_running_loop()
+    clients = _by_loop.pop(loop, {})
     for client in clients.values():
         await client.close()
+    endpoint = _endpoint_clients.pop(loop, None)
+    if endpoint is not None:
+        await endpoint.aclose()

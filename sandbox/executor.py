@@ -24,7 +24,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,6 @@ class Outcome:
     kind: str = ""
     logs: str = ""
     duration_ms: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"ok": self.ok, "duration_ms": round(self.duration_ms, 1)}

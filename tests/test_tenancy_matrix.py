@@ -74,6 +74,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "agent_model": {"body": {"model": "m"}},
     "handoff_add": {"body": {"target_id": "{beta}"}},
     "handoff_remove": {},
+    "tool_try": {"body": {"arguments": {"x": 2}}},
     "context_list": {},
     "context_create": {"body": {"name": "c2", "content": {}}},
     "context_get": {},
@@ -135,7 +136,13 @@ class World:
 
 @pytest.fixture
 def world(team, outsider) -> World:
-    alpha = agent_create(actor=team, name="Alpha", instructions="Route.")
+    echo = {"code": "def main(x=1):\n    return x\n", "allow_code_execution": True}
+    alpha = agent_create(
+        actor=team,
+        name="Alpha",
+        instructions="Route.",
+        tools=[{"type": "function", "name": "echo", "params": echo}],
+    )
     beta = agent_create(actor=team, name="Beta")
     handoff_add(actor=team, agent_id=alpha.pk, target_id=beta.pk)
     context = context_create(actor=team, agent_id=alpha.pk, name="ctx", content={"k": 1})
@@ -161,6 +168,7 @@ def world(team, outsider) -> World:
         "invitation_id": invitation.pk,
         "token_id": token.pk,
         "answer": "accept",
+        "name": "echo",
     }
     actors: dict[str, Actor | None] = {
         "outsider": outsider,

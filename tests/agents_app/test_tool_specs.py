@@ -110,9 +110,28 @@ BAD_TOOLS = [
         '"type": "object"',
     ),
     (
-        {"name": "t", "type": "function", "params": {"endpoint": ENDPOINT, "headers": {"X-Key": "secret"}}},
+        {"name": "t", "type": "function", "params": {"endpoint": ENDPOINT, "headers": {"Bad Name": "v"}}},
         "tools.0.function.params.headers",
-        "Extra inputs are not permitted",
+        "not a valid header name",
+    ),
+    (
+        {"name": "t", "type": "function", "params": {"endpoint": ENDPOINT, "headers": {"Host": "evil"}}},
+        "tools.0.function.params.headers",
+        "set by the platform",
+    ),
+    (
+        {"name": "t", "type": "function", "params": {"endpoint": ENDPOINT, "headers": {"X-Key": "a\r\nX-Evil: 1"}}},
+        "tools.0.function.params.headers",
+        "one line",
+    ),
+    (
+        {
+            "name": "t",
+            "type": "function",
+            "params": {"code": "def main():\n    pass\n", "allow_code_execution": True, "headers": {"X-K": "v"}},
+        },
+        "tools.0.function.params",
+        "Headers are sent to an endpoint",
     ),
     ({"name": "t", "type": "web_search", "params": {"max_search_results": 500}}, "tools.0.web_search.params", ""),
     ({"name": "t", "type": "file_search", "params": {}}, "tools.0.file_search.params.vector_store_id", "required"),
