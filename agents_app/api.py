@@ -3,13 +3,13 @@
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router, Status
 from ninja.pagination import paginate
 
-from agents_app import portability, selectors, services, tools
+from agents_app import guardrails, portability, selectors, services, tools
 from agents_app.events import run_events
 from agents_app.exceptions import InvalidInputError
 from agents_app.models import Agent, AgentContext, AgentRun
@@ -26,6 +26,8 @@ from agents_app.schemas import (
     ContextIn,
     ContextOut,
     ContextPatch,
+    GuardrailTryIn,
+    GuardrailTryOut,
     HandoffIn,
     HandoffOut,
     ImportIn,
@@ -180,6 +182,19 @@ def handoff_remove(request: HttpRequest, agent_id: int, target_id: int) -> Statu
 def tool_try(request: HttpRequest, agent_id: int, name: str, payload: ToolTryIn) -> dict[str, Any]:
     outcome = tools.try_tool(actor=request_actor(request), agent_id=agent_id, name=name, arguments=payload.arguments)
     return outcome.as_json()
+
+
+@router.post(
+    "/{agent_id}/guardrails/{kind}/{name}/try",
+    response=GuardrailTryOut,
+    summary="Check a sample with one guardrail (an agent judge runs as a recorded run of that agent)",
+)
+async def guardrail_try(
+    request: HttpRequest, agent_id: int, kind: Literal["input", "output"], name: str, payload: GuardrailTryIn
+) -> dict[str, Any]:
+    actor = await request_actor_async(request)
+    result = await guardrails.try_guardrail(actor=actor, agent_id=agent_id, kind=kind, name=name, sample=payload.sample)
+    return result.as_json()
 
 
 @router.get("/{agent_id}/contexts", response=list[ContextOut])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -134,9 +134,10 @@ class RunStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    BLOCKED = "blocked", "Blocked by a guardrail"
 
 
-TERMINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+TERMINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.BLOCKED)
 
 
 class AgentRun(models.Model):
@@ -169,6 +170,8 @@ class AgentRun(models.Model):
     error = models.TextField(blank=True)
     error_code = models.CharField(max_length=50, blank=True)
     usage = models.JSONField(default=dict, blank=True)
+    # Every guardrail check of the run, in order (agents_app/guardrails.Verdict.as_json).
+    guardrails = models.JSONField(default=list, blank=True)
     cost = credit_field(default=0)
     reservation = models.ForeignKey(
         "accounts_app.CreditReservation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -199,3 +202,10 @@ class AgentRun(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def guardrail_triggered(self) -> dict[str, Any] | None:
+        """The verdict of the guardrail that blocked the run (its name, type and output), or None."""
+        if self.status != RunStatus.BLOCKED:
+            return None
+        return next((v for v in reversed(self.guardrails or []) if v.get("tripwire_triggered")), None)

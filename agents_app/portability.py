@@ -16,11 +16,13 @@ from django.db import transaction
 
 from accounts_app.actor import Actor
 from agents_app.exceptions import InvalidInputError
+from agents_app.guardrails import Kind, default_message, regex_message
 from agents_app.legacy import convert_tools, split_guardrails
 from agents_app.models import Agent, AgentContext
 from agents_app.runtime import load_graph
 from agents_app.selectors import agent_get
 from agents_app.services import agent_create, agent_update, context_create, handoff_add
+from agents_app.tools import parameters_schema
 from config.input import check_json_value
 from providers_app.models import Provider
 
@@ -315,12 +317,153 @@ def _tool_description(tool: dict[str, Any], target: dict[str, Any]) -> str:
     return tool.get("description") or target["handoff_description"] or f"Ask the {target['name']} agent."
 
 
+# Written at the top of an exported script: how function tools and guardrails decide, as the platform does
+# (agents_app/tools.py, agents_app/guardrails.py), in plain SDK code.
+_PYTHON_HELPERS = """
+CONTEXT = {}  # the run's context, given to function guardrails (set in build)
+TRIPPED = []  # the messages of the guardrails that tripped
+ENDPOINT_HEADERS = json.loads(os.environ.get("ENDPOINT_HEADERS") or "{}")
+
+
+def as_text(value):
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def load_main(code):
+    \"\"\"Return the main function the code defines (the platform runs it in its sandbox).\"\"\"
+    namespace = {"__name__": "__main__"}
+    exec(compile(code, "<code>", "exec"), namespace)  # noqa: S102 - the agent's own code, as exported
+    return namespace["main"]
+
+
+def code_call(code):
+    main = load_main(code)
+
+    async def call(args):
+        value = main(**args)
+        return await value if inspect.isawaitable(value) else value
+
+    return call
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a redirect is an error, as on the platform
+
+
+def endpoint_call(url):
+    def post(args):
+        headers = {**ENDPOINT_HEADERS, "Content-Type": "application/json"}
+        request = urllib.request.Request(url, data=json.dumps(args).encode(), headers=headers, method="POST")
+        with urllib.request.build_opener(NoRedirects).open(request, timeout=30) as response:
+            body = response.read().decode()
+            return json.loads(body) if "json" in response.headers.get("Content-Type", "") else body
+
+    async def call(args):
+        return await asyncio.to_thread(post, args)
+
+    return call
+
+
+def function_tool(name, description, schema, call):
+    async def invoke(ctx, arguments):
+        try:
+            args = json.loads(arguments or "{}")
+            errors = list(Draft202012Validator(schema).iter_errors(args))
+            if errors:
+                return f"Error: Invalid arguments: {errors[0].message}"
+            properties = schema.get("properties") or {}
+            defaults = {k: p["default"] for k, p in properties.items() if "default" in p and k not in args}
+            return as_text(await call({**defaults, **args}))
+        except Exception as exc:
+            return f"Error: {type(exc).__name__}: {exc}"
+
+    return FunctionTool(
+        name=name, description=description, params_json_schema=schema, on_invoke_tool=invoke, strict_json_schema=False
+    )
+
+
+def verdict_of(value):
+    if not isinstance(value, dict) or not isinstance(value.get("tripwire_triggered"), bool):
+        raise ValueError("A guardrail must return an object with tripwire_triggered.")
+    return value["tripwire_triggered"], value.get("message") or value.get("override_message")
+
+
+def regex_check(pattern, flags, message):
+    async def decide(value):
+        return re.search(pattern, as_text(value), flags) is not None, message
+
+    return decide
+
+
+def judge_check(judge, max_turns):
+    async def decide(value):
+        result = await Runner.run(judge, as_text(value), max_turns=max_turns)
+        return verdict_of(result.final_output)
+
+    return decide
+
+
+def function_check(kind, call):
+    async def decide(value):
+        return verdict_of(await call({kind: value, "context": CONTEXT}))
+
+    return decide
+
+
+def guardrail(kind, name, decide, default_message):
+    async def check(ctx, agent, value):
+        try:
+            tripped, message = await decide(value)
+        except Exception:  # a guardrail that cannot decide trips, as on the platform
+            tripped, message = True, None
+        if tripped:
+            TRIPPED.append(message or default_message)
+        return GuardrailFunctionOutput(output_info={"message": message}, tripwire_triggered=tripped)
+
+    if kind == "input":  # checked before the model is asked anything
+        return InputGuardrail(guardrail_function=check, name=name, run_in_parallel=False)
+    return OutputGuardrail(guardrail_function=check, name=name)
+"""
+
+
+def _python_call(spec: dict[str, Any]) -> str:
+    """Return the script's expression that runs a function tool's or guardrail's code or endpoint."""
+    if spec.get("code") is not None:
+        return f"code_call({spec['code']!r})"
+    return f"endpoint_call({spec['endpoint']!r})"
+
+
+def _python_function_tool(tool: dict[str, Any]) -> str:
+    params = tool["params"]
+    schema = parameters_schema(params.get("parameters"))
+    description = tool.get("description") or f"Call {tool['name']}."
+    return f"function_tool({tool['name']!r}, {description!r}, {schema!r}, {_python_call(params)})"
+
+
+def _python_guardrail(kind: Kind, spec: dict[str, Any], ids: dict[str, str], turns: dict[str, int]) -> str:
+    config = spec["config"]
+    if spec["implementation"] == "regex":
+        # ASCII classes (\d, \w, \b), as RE2 has them; patterns were checked to be RE2 when saved.
+        flags = "re.ASCII | re.IGNORECASE" if config.get("ignore_case") else "re.ASCII"
+        decide = f"regex_check({config['pattern']!r}, {flags}, {regex_message(kind, config) or None!r})"
+    elif spec["implementation"] == "agent":
+        judge = config.get("agent")
+        decide = f"judge_check({ids[judge]}, {turns[judge]})" if judge in ids else "judge_check(None, 1)"
+    else:
+        decide = f"function_check({kind!r}, {_python_call(config)})"
+    return f"guardrail({kind!r}, {spec['name']!r}, {decide}, {default_message(kind, spec['name'])!r})"
+
+
 def agent_export_python(*, actor: Actor, agent_id: int) -> str:
     """Return a runnable script with the same agents in plain openai-agents SDK code.
 
     The model endpoint comes from OPENAI_BASE_URL and OPENAI_API_KEY and is called through Chat
     Completions; the starting agent's default context is written into every agent's instructions, as the
-    platform does; stored function tools and guardrails are listed as comments.
+    platform does. Function tools and guardrails are SDK code that decides as the platform does (arguments
+    checked, failures given to the model, a guardrail that cannot decide trips), except that code runs in the
+    script's own process, not in a sandbox; header values are not exported (ENDPOINT_HEADERS sets them). Web
+    search, file search and computer tools are listed as comments.
     """
     document = agent_export(actor=actor, agent_id=agent_id)
     used: set[str] = set()
@@ -329,19 +472,27 @@ def agent_export_python(*, actor: Actor, agent_id: int) -> str:
         '"""Agents exported from Agents Platform; run: python this_file.py "your message"',
         "",
         "Needs: pip install openai-agents jsonschema. Set OPENAI_BASE_URL (an OpenAI-compatible endpoint, e.g.",
-        "https://api.openai.com/v1) and OPENAI_API_KEY.",
+        "https://api.openai.com/v1) and OPENAI_API_KEY. Tools and guardrails that call an endpoint send the",
+        'headers in ENDPOINT_HEADERS (a JSON object, e.g. {"Authorization": "Bearer ..."}).',
+        "",
+        "Function code runs in this process; the platform runs it in a sandbox. Run only code you trust.",
         '"""',
         "",
         "import asyncio",
+        "import inspect",
         "import json",
         "import os",
+        "import re",
         "import sys",
+        "import urllib.request",
         "",
-        "from agents import Agent, AgentOutputSchemaBase, ModelBehaviorError, ModelSettings, handoff",
-        "from agents import OpenAIChatCompletionsModel, RunConfig, Runner",
+        "from agents import Agent, AgentOutputSchemaBase, FunctionTool, GuardrailFunctionOutput, InputGuardrail",
+        "from agents import InputGuardrailTripwireTriggered, ModelBehaviorError, ModelSettings, OutputGuardrail",
+        "from agents import OpenAIChatCompletionsModel, OutputGuardrailTripwireTriggered, RunConfig, Runner, handoff",
         "from jsonschema import Draft202012Validator",
         "from openai import AsyncOpenAI",
         "",
+        *_PYTHON_HELPERS.splitlines(),
         "",
         "class JsonSchemaOutput(AgentOutputSchemaBase):",
         "    def __init__(self, schema):",
@@ -374,6 +525,9 @@ def agent_export_python(*, actor: Actor, agent_id: int) -> str:
     by_name = {a["name"]: a for a in document["agents"]}
     root_item = by_name[document["root"]]
     run_context = next((c["content"] for c in root_item["contexts"] if c["is_default"]), None)
+    turns = {a["name"]: a["max_turns"] for a in document["agents"]}
+    if run_context:
+        lines.append(f"    CONTEXT.update({run_context!r})")
     for item in document["agents"]:
         var = ids[item["name"]]
         instructions = item["instructions"] or ""
@@ -398,10 +552,8 @@ def agent_export_python(*, actor: Actor, agent_id: int) -> str:
             "    )",
         ]
         for tool in item["tools"]:
-            if tool.get("type") != "agent":
+            if tool.get("type") not in ("agent", "function"):
                 lines.append(f"    # Stored tool, not exported as code: {json.dumps(tool)}")
-        for guardrail in [*item["input_guardrails"], *item["output_guardrails"]]:
-            lines.append(f"    # Stored guardrail, not exported as code: {json.dumps(guardrail)}")
     for item in document["agents"]:
         var = ids[item["name"]]
         handoffs = [
@@ -412,9 +564,15 @@ def agent_export_python(*, actor: Actor, agent_id: int) -> str:
         tools = [
             f"{ids[t['params']['agent']]}.as_tool(tool_name={t['name']!r}, tool_description="
             f"{_tool_description(t, by_name[t['params']['agent']])!r})"
-            for t in item["tools"]
             if t.get("type") == "agent"
+            else _python_function_tool(t)
+            for t in item["tools"]
+            if t.get("type") in ("agent", "function")
         ]
+        for kind in ("input", "output"):
+            made = [_python_guardrail(kind, g, ids, turns) for g in item[f"{kind}_guardrails"]]
+            if made:
+                lines.append(f"    {var}.{kind}_guardrails = [{', '.join(made)}]")
         if handoffs:
             lines.append(f"    {var}.handoffs = [{', '.join(handoffs)}]")
         if tools:
@@ -428,8 +586,12 @@ def agent_export_python(*, actor: Actor, agent_id: int) -> str:
         '    async with AsyncOpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key=os.environ["OPENAI_API_KEY"]) '
         "as client:",
         "        agent = build(client)",
-        f"        result = await Runner.run(agent, message, max_turns={root_turns}, "
+        "        try:",
+        f"            result = await Runner.run(agent, message, max_turns={root_turns}, "
         "run_config=RunConfig(tracing_disabled=True))",
+        "        except (InputGuardrailTripwireTriggered, OutputGuardrailTripwireTriggered):",
+        "            print(TRIPPED[-1])  # the guardrail's message, as the platform answers",
+        "            return",
         "        output = result.final_output",
         "        print(output if isinstance(output, str) else json.dumps(output))",
         "",

@@ -17,15 +17,19 @@ from typing import Any
 from agents import Agent as SDKAgent
 from agents import (
     AgentOutputSchemaBase,
+    InputGuardrail,
     ModelBehaviorError,
     ModelResponse,
+    OutputGuardrail,
     RunContextWrapper,
     RunHooks,
+    Runner,
     Tool,
     handoff,
 )
 from jsonschema import Draft202012Validator
 
+from agents_app import guardrails
 from agents_app.models import Agent, AgentHandoff
 from agents_app.tool_specs import referenced_agent_ids
 from agents_app.tools import function_tool, item_headers
@@ -163,7 +167,8 @@ class ModelUsage:
 class RunContext:
     """The object tools, guardrails and instructions receive as ``ctx.context``.
 
-    ``usage`` is filled by the agents' UsageMeter as the run goes, one entry per agent (and model).
+    ``usage`` is filled by the agents' UsageMeter as the run goes, one entry per agent (and model);
+    ``verdicts`` by the guardrails (agents_app/guardrails.py).
     """
 
     workspace_id: int
@@ -171,6 +176,7 @@ class RunContext:
     context: dict[str, Any]
     metadata: dict[str, Any]
     usage: dict[tuple[int, str], ModelUsage] = field(default_factory=dict)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # every guardrail check, in order (Verdict)
 
 
 class UsageMeter(RunHooks[RunContext]):
@@ -256,6 +262,31 @@ def _tools(row: Agent, graph: Graph, built: dict[int, SDKAgent[RunContext]], met
     return tools
 
 
+def _judge(target: SDKAgent[RunContext], row: Agent, meter: UsageMeter) -> guardrails.Judge:
+    """Return the function that asks agent ``target`` (built from ``row``) to judge a text, in the run being
+    guarded: its model requests count in that run's usage and cost, and its spans go into its trace."""
+
+    async def judge(text: str, run_context: Any) -> Any:
+        result = await Runner.run(target, text, context=run_context, hooks=meter, max_turns=row.max_turns)
+        return result.final_output
+
+    return judge
+
+
+def _guardrails(
+    row: Agent, graph: Graph, built: dict[int, SDKAgent[RunContext]], meter: UsageMeter
+) -> tuple[list[InputGuardrail[RunContext]], list[OutputGuardrail[RunContext]]]:
+    made: dict[str, list[Any]] = {"input": [], "output": []}
+    for kind, make in (("input", guardrails.input_guardrail), ("output", guardrails.output_guardrail)):
+        field_name = f"{kind}_guardrails"
+        for spec in getattr(row, field_name) or []:
+            judge = None
+            if spec.get("implementation") == "agent" and (target := spec["config"]["agent_id"]) in built:
+                judge = _judge(built[target], graph.agents[target], meter)
+            made[kind].append(make(spec, headers=item_headers(row, field_name, spec["name"]), judge=judge))
+    return made["input"], made["output"]
+
+
 def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> SDKAgent[RunContext]:
     """Return the SDK agent for the root, with every handoff wired (cycles through a memo).
 
@@ -276,6 +307,7 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
         meter.add(built[agent_id], row, resolved)
     for agent_id, row in graph.agents.items():
         built[agent_id].tools = _tools(row, graph, built, meter)
+        built[agent_id].input_guardrails, built[agent_id].output_guardrails = _guardrails(row, graph, built, meter)
     for agent_id, edges in graph.handoffs.items():
         built[agent_id].handoffs = [
             handoff(

@@ -156,6 +156,12 @@ class ToolTryIn(InputSchema):
     arguments: dict[str, Any] = Field(default_factory=dict, description="The arguments, as the model would send")
 
 
+class GuardrailTryIn(InputSchema):
+    sample: Any = Field(
+        description="A user's message (input guardrails) or an agent's answer (output guardrails: text or JSON)"
+    )
+
+
 class TryOut(Schema):
     """One try of a tool or guardrail: ``value`` when ``ok``, else ``error`` and its ``kind``; what the code
     printed in ``logs``."""
@@ -218,6 +224,21 @@ class Usage(Schema):
     agents: list[AgentUsage] = Field(default_factory=list, description="Per agent and model")
 
 
+class GuardrailVerdictOut(Schema):
+    type: str = Field(description='"input" or "output"')
+    name: str
+    implementation: str
+    tripwire_triggered: bool
+    output_info: Any = Field(description="What the guardrail reported (a regex: the text it matched)")
+    message: str = Field(description="What the user is told when it trips")
+    error: str | None = Field(description="Why it could not decide (it trips then)")
+    duration_ms: float
+
+
+class GuardrailTryOut(GuardrailVerdictOut):
+    run_id: str | None = Field(description="The judging agent's run, when an agent judged")
+
+
 class AgentRunResponse(Schema):
     run_id: str = Field(description="The run's id, as a string (the spec's type); GET /runs/{run_id} takes it")
     status: str
@@ -228,6 +249,10 @@ class AgentRunResponse(Schema):
     trace_id: str
     conversation_id: int | None
     last_agent: str
+    guardrails: list[GuardrailVerdictOut] = Field(description="Every guardrail check of the run, in order")
+    guardrail_triggered: GuardrailVerdictOut | None = Field(
+        description='The guardrail that blocked the run (status "blocked"); its message is the output'
+    )
 
 
 class RunQueuedOut(Schema):
@@ -274,7 +299,8 @@ class RunDetailOut(RunOut):
     input: Any
     new_items: list[dict[str, Any]]
     metadata: dict[str, Any]
+    guardrails: list[GuardrailVerdictOut] = Field(description="Every guardrail check of the run, in order")
 
 
 class RunFilter(QuerySchema):
-    status: str | None = Field(None, pattern="^(queued|running|succeeded|failed|cancelled)$")
+    status: str | None = Field(None, pattern="^(queued|running|succeeded|failed|cancelled|blocked)$")

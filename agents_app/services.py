@@ -107,8 +107,8 @@ def _keep_secrets_apart(agent: Agent, fields: dict[str, str]) -> None:
 def _agent_references_problems(agent: Agent) -> dict[str, str]:
     """Return a problem per tool or guardrail that names an agent outside the workspace, or the agent itself."""
     found = referenced_agent_ids(agent.tools, agent.input_guardrails, agent.output_guardrails)
-    existing = set(
-        Agent.objects.filter(pk__in=set(found.values()), workspace=agent.workspace).values_list("pk", flat=True)
+    existing = dict(
+        Agent.objects.filter(pk__in=set(found.values()), workspace=agent.workspace).values_list("pk", "output_type")
     )
     problems = {}
     for path, target in found.items():
@@ -116,7 +116,20 @@ def _agent_references_problems(agent: Agent) -> dict[str, str]:
             problems[path] = "An agent cannot use itself as a tool or judge."
         elif target not in existing:
             problems[path] = f"No agent with id {target} in this workspace."
+        elif "_guardrails." in path and not gives_verdict(existing[target]):
+            problems[path] = (
+                f"Agent {target} cannot judge: give it an output schema with a boolean "
+                '"tripwire_triggered" (and optionally a string "message").'
+            )
     return problems
+
+
+def gives_verdict(output_type: Any) -> bool:
+    """Return whether an agent's output schema makes its answers guardrail verdicts (a boolean
+    ``tripwire_triggered`` property)."""
+    properties = output_type.get("properties") if isinstance(output_type, dict) else None
+    flag = properties.get("tripwire_triggered") if isinstance(properties, dict) else None
+    return isinstance(flag, dict) and flag.get("type") == "boolean"
 
 
 def _provider_in_workspace(actor: Actor, provider_id: int | None, fields: dict[str, str]) -> Provider | None:

@@ -101,7 +101,20 @@ async def call_function(
     args, problem = check_arguments(parameters_schema(params.get("parameters")), arguments)
     if args is None:
         outcome = Outcome(ok=False, kind="arguments", error=problem)
-    elif params.get("code") is not None:
+    else:
+        outcome = await invoke(params, args, headers=headers)
+    outcome.duration_ms = (time.monotonic() - started) * 1000
+    return outcome
+
+
+async def invoke(params: dict[str, Any], args: dict[str, Any], *, headers: dict[str, str] | None = None) -> Outcome:
+    """Run ``params``' code in the sandbox with ``args`` as keyword arguments, or POST ``args`` to its endpoint.
+
+    Arguments are not checked here (``call_function`` does that for tools). Never raises for the call's own
+    failures; they are in the outcome, with its duration.
+    """
+    started = time.monotonic()
+    if params.get("code") is not None:
         outcome = await _run(params["code"], args)
     else:
         outcome = await _post(params["endpoint"], args, headers or {})

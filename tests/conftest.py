@@ -220,7 +220,9 @@ def serve_asgi(app: object) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def streamed_run_events(server: str, agent_id: int, token: str) -> list[tuple[str, dict[str, Any]]]:
+def streamed_run_events(
+    server: str, agent_id: int, token: str, message: str = "Hi"
+) -> list[tuple[str, dict[str, Any]]]:
     """POST a streamed run of ``agent_id`` with ``token`` to ``server``; return its events as (name, data)."""
     import json
 
@@ -230,7 +232,7 @@ def streamed_run_events(server: str, agent_id: int, token: str) -> list[tuple[st
     with httpx2.stream(
         "POST",
         f"{server}/api/v1/agents/{agent_id}/run",
-        json={"message": "Hi", "stream": True},
+        json={"message": message, "stream": True},
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     ) as response:

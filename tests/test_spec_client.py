@@ -165,7 +165,11 @@ def test_model_config(client, team):
 
 
 def test_agent_create_with_tools_and_guardrails(client, team):
-    helper = agent_create(actor=team, name="Researcher")
+    helper = agent_create(
+        actor=team,
+        name="Researcher",
+        output_type={"type": "object", "properties": {"tripwire_triggered": {"type": "boolean"}}},
+    )
     sent = AgentCreate(
         name="Analyst",
         instructions="Analyse documents.",

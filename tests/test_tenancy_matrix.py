@@ -75,6 +75,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "handoff_add": {"body": {"target_id": "{beta}"}},
     "handoff_remove": {},
     "tool_try": {"body": {"arguments": {"x": 2}}},
+    "guardrail_try": {"body": {"sample": "x marks it"}},
     "context_list": {},
     "context_create": {"body": {"name": "c2", "content": {}}},
     "context_get": {},
@@ -103,6 +104,7 @@ PAGES: dict[str, dict[str, Any]] = {
     "agents:edit": {"method": "get", "role": "member"},
     "agents:delete": {"method": "post"},
     "agents:chat": {"method": "get"},
+    "agents:try": {"method": "post", "data": {"target": "tool:echo", "sample": "{}"}},
     "agents:handoff_add": {"method": "post", "data": {"target_id": "{beta}"}},
     "agents:handoff_remove": {"method": "post"},
     "agents:context_add": {"method": "post", "data": {"name": "c9", "content": "{}"}},
@@ -142,6 +144,7 @@ def world(team, outsider) -> World:
         name="Alpha",
         instructions="Route.",
         tools=[{"type": "function", "name": "echo", "params": echo}],
+        input_guardrails=[{"name": "echo", "implementation": "regex", "config": {"pattern": "x"}}],
     )
     beta = agent_create(actor=team, name="Beta")
     handoff_add(actor=team, agent_id=alpha.pk, target_id=beta.pk)
@@ -169,6 +172,7 @@ def world(team, outsider) -> World:
         "token_id": token.pk,
         "answer": "accept",
         "name": "echo",
+        "kind": "input",
     }
     actors: dict[str, Actor | None] = {
         "outsider": outsider,

@@ -29,13 +29,16 @@ def answer_fields(run: AgentRun) -> dict[str, Any]:
         "trace_id": run.trace_id,
         "conversation_id": run.conversation_id,
         "last_agent": run.last_agent_name,
+        "guardrails": run.guardrails or [],
+        "guardrail_triggered": run.guardrail_triggered,
     }
 
 
 def run_answer(run: AgentRun) -> tuple[int, dict[str, Any]]:
     """Return the status and body of a finished run's answer: 200 and the run (AgentRunResponse) when it
-    succeeded, else 502 and its error (RunErrorOut)."""
-    if run.status == RunStatus.SUCCEEDED:
+    succeeded or a guardrail blocked it (``output``: the guardrail's message), else 502 and its error
+    (RunErrorOut)."""
+    if run.status in (RunStatus.SUCCEEDED, RunStatus.BLOCKED):
         return 200, answer_fields(run)
     return 502, {"detail": run.error, "code": run.error_code, "run_id": str(run.pk)}
 
@@ -66,11 +69,19 @@ def done_event(run: AgentRun) -> dict[str, Any]:
     return {"event": "done", "data": answer_fields(run) | {"error": run.error or None, "code": run.error_code or None}}
 
 
+def text_event(delta: str) -> dict[str, Any]:
+    """Return a ``text`` event: the next piece of the answer."""
+    return {"event": "text", "data": {"delta": delta}}
+
+
 def stream_event(event: Any) -> dict[str, Any] | None:
-    """Map an SDK stream event to one of ours (text, tool_call, tool_output, handoff, agent), or None."""
+    """Map an SDK stream event to one of ours (text, tool_call, tool_output, handoff, agent), or None.
+
+    ``guardrail`` (the verdict that blocked a run) is sent by the stream's end (agents_app/runs/execution.py).
+    """
     if event.type == "raw_response_event":
         if isinstance(event.data, ResponseTextDeltaEvent):
-            return {"event": "text", "data": {"delta": event.data.delta}}
+            return text_event(event.data.delta)
         return None
     if event.type == "agent_updated_stream_event":
         return {"event": "agent", "data": {"name": event.new_agent.name}}

@@ -14,8 +14,8 @@ from agents import RunConfig, Runner
 from agents.result import RunResultBase
 from django.conf import settings
 
-from agents_app.models import Agent, AgentRun
-from agents_app.runs.answer import done_event, run_event, stream_event
+from agents_app.models import Agent, AgentRun, RunStatus
+from agents_app.runs.answer import done_event, run_event, stream_event, text_event
 from agents_app.runs.lifecycle import ActiveRun, end_run
 from agents_app.runs.statements import RunTimedOut
 from agents_app.runtime import Graph, RunContext, build_sdk_graph, usage_meter
@@ -123,7 +123,7 @@ async def execute_run(active: ActiveRun) -> AgentRun:
 
 async def stream_run(active: ActiveRun) -> AsyncIterator[dict[str, Any]]:
     """Yield our stream events (agents_app/runs/answer.py), then ``done`` with the finished run (or ``error``
-    then ``done``).
+    then ``done``; or ``guardrail``, with the verdict that blocked the run, then ``done``).
 
     If the consumer stops (the client went away), the SDK run is cancelled at once and the run is
     recorded as cancelled with its credits refunded: an abandoned stream must not keep spending.
@@ -131,6 +131,10 @@ async def stream_run(active: ActiveRun) -> AsyncIterator[dict[str, Any]]:
     yield run_event(active.run)
     result = None
     finished = False
+    # With output guardrails, the answer's text is held until they pass: text already sent cannot be withdrawn.
+    # Text before a tool call or handoff is not the final answer and goes out then.
+    hold = any(row.output_guardrails for row in active.graph.agents.values())
+    held: list[str] = []
     try:
         result = Runner.run_streamed(**_runner_arguments(active))
         # The deadline cancels the SDK run, which ends its event stream; no timeout scope spans the yields.
@@ -146,20 +150,32 @@ async def stream_run(active: ActiveRun) -> AsyncIterator[dict[str, Any]]:
         try:
             async for event in result.stream_events():
                 translated = stream_event(event)
-                if translated is not None:
-                    yield translated
+                if translated is None:
+                    continue
+                if hold and translated["event"] == "text":
+                    held.append(translated["data"]["delta"])
+                    continue
+                if held:
+                    yield text_event("".join(held))
+                    held.clear()
+                yield translated
         finally:
             deadline.cancel()
         if timed_out:
             raise RunTimedOut
         run = await end_run(active, result=result)
         finished = True
+        if held:
+            yield text_event("".join(held))
     except (asyncio.CancelledError, GeneratorExit):
         raise
     except Exception as exc:
         run = await end_run(active, result=result, error=exc)
         finished = True
-        yield {"event": "error", "data": {"code": run.error_code, "detail": run.error}}
+        if run.status == RunStatus.BLOCKED:
+            yield {"event": "guardrail", "data": run.guardrail_triggered}
+        else:
+            yield {"event": "error", "data": {"code": run.error_code, "detail": run.error}}
     finally:
         if not finished:
             if result is not None:

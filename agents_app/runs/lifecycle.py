@@ -9,13 +9,20 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.exceptions import AgentsException
 from agents.result import RunResultBase
 
 from accounts_app.actor import Actor
 from accounts_app.services.credits import credits_refused
 from agents_app.models import AgentRun
 from agents_app.runs.inputs import check_message, inputs_need_queries, read_inputs, user_item
-from agents_app.runs.statements import describe_run_error, end_statement, run_usage, start_statement
+from agents_app.runs.statements import (
+    blocked_outcome,
+    describe_run_error,
+    end_statement,
+    run_usage,
+    start_statement,
+)
 from agents_app.runtime import Graph, RunContext
 from config import adb
 from config.db import db_call
@@ -100,13 +107,25 @@ async def end_run(
 ) -> AgentRun:
     """Record how the run ended and settle its credits, in one statement. Returns the finished AgentRun.
 
-    Success settles at the real cost and adds the turn to the conversation; failure (``error``) and
+    Success settles at the real cost and adds the turn to the conversation; a guardrail's tripwire (an
+    ``error``) records the run as blocked at the cost of the requests made; any other failure and
     cancellation refund the reservation. Idempotent: only an unfinished run is claimed, and the conversation
     and credits move only with it; a run ended already (or swept as abandoned) is returned as recorded.
     """
-    usage, cost = run_usage(active, result)
-    failure = describe_run_error(error, active) if error is not None else None
-    sql, params = end_statement(active.run, result=result, usage=usage, cost=cost, failure=failure, cancelled=cancelled)
+    blocked = blocked_outcome(error, active) if error is not None else None
+    run_data = error.run_data if blocked is not None and isinstance(error, AgentsException) else None
+    usage, cost = run_usage(active, result or run_data)
+    failure = describe_run_error(error, active) if error is not None and blocked is None else None
+    sql, params = end_statement(
+        active.run,
+        result=result,
+        usage=usage,
+        cost=cost,
+        verdicts=active.context.verdicts,
+        failure=failure,
+        cancelled=cancelled,
+        blocked=blocked,
+    )
     row = await adb.fetchone(sql, params)
     claimed, credited = row if row is not None else (0, 0)
     if claimed != 1:

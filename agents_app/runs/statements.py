@@ -12,8 +12,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import openai
-from agents import MaxTurnsExceeded, ModelBehaviorError, gen_trace_id, get_current_trace
-from agents.exceptions import AgentsException
+from agents import (
+    InputGuardrailTripwireTriggered,
+    MaxTurnsExceeded,
+    ModelBehaviorError,
+    OutputGuardrailTripwireTriggered,
+    gen_trace_id,
+    get_current_trace,
+)
+from agents.exceptions import AgentsException, RunErrorDetails
 from agents.result import RunResultBase
 from django.conf import settings
 from django.utils import timezone
@@ -21,6 +28,7 @@ from django.utils import timezone
 from accounts_app.actor import Actor
 from accounts_app.models import ReservationStatus
 from accounts_app.services.credits import credits_close_ctes, credits_take_ctes
+from agents_app.guardrails import Kind, default_message
 from agents_app.models import AgentRun, Conversation, ConversationItem, RunStatus
 from agents_app.runs.inputs import RunInputs, user_item
 from agents_app.runtime import to_json
@@ -180,7 +188,7 @@ def describe_run_error(exc: BaseException, active: ActiveRun) -> ApplicationErro
     return ApplicationError(f"The run failed unexpectedly ({type(exc).__name__}).", code="run_error")
 
 
-def run_usage(active: ActiveRun, result: RunResultBase | None) -> tuple[dict[str, Any], Decimal]:
+def run_usage(active: ActiveRun, result: RunResultBase | RunErrorDetails | None) -> tuple[dict[str, Any], Decimal]:
     """Return the run's usage (its totals, and ``agents``: per agent and model) and what its tokens cost.
 
     Each agent's model requests are priced at the provider and model that agent ran on (runtime.UsageMeter);
@@ -219,7 +227,44 @@ END_FIELDS = (
     "cost",
     "error",
     "error_code",
+    "guardrails",
 )
+
+
+@dataclass
+class Blocked:
+    """A run a guardrail stopped: the tripped verdict, and what the run shows and the conversation keeps.
+
+    A blocked input keeps nothing (the message must not reach the model on a later turn); a blocked output
+    keeps the turn with the guardrail's message in place of the answer.
+    """
+
+    verdict: dict[str, Any]
+    items: list[dict[str, Any]]
+    last_agent: str
+    keep_turn: bool
+
+
+def blocked_outcome(exc: BaseException, active: ActiveRun) -> Blocked | None:
+    """Return how a guardrail's tripwire ended the run, or None when ``exc`` is not a tripwire."""
+    if not isinstance(exc, InputGuardrailTripwireTriggered | OutputGuardrailTripwireTriggered):
+        return None
+    kind: Kind = "input" if isinstance(exc, InputGuardrailTripwireTriggered) else "output"
+    name = exc.guardrail_result.guardrail.get_name()
+    verdict = next(
+        (v for v in active.context.verdicts if v["type"] == kind and v["name"] == name and v["tripwire_triggered"]),
+        {"type": kind, "name": name, "tripwire_triggered": True, "message": default_message(kind, name)},
+    )
+    data = exc.run_data
+    last_agent = data.last_agent.name if data is not None and data.last_agent else ""
+    if kind == "input":
+        return Blocked(verdict=verdict, items=[], last_agent=last_agent, keep_turn=False)
+    items = [item.to_input_item() for item in data.new_items] if data is not None else []
+    # The answer's messages are withheld; the steps before them (tool calls and their outputs) are kept.
+    while items and isinstance(items[-1], dict) and items[-1].get("type") == "message":
+        items.pop()
+    replacement = {"role": "assistant", "content": verdict["message"]}
+    return Blocked(verdict=verdict, items=[*to_json(items), replacement], last_agent=last_agent, keep_turn=True)
 
 
 def end_statement(
@@ -228,24 +273,35 @@ def end_statement(
     result: RunResultBase | None,
     usage: dict[str, Any],
     cost: Decimal,
+    verdicts: list[dict[str, Any]] | None = None,
     failure: ApplicationError | None = None,
     cancelled: bool = False,
+    blocked: Blocked | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Set the run's outcome on ``run`` and return the statement that records it (no query).
 
     Success (a ``result``, no ``failure``, not ``cancelled``) records the output and the conversation's new
-    turn (``run.input`` and what the run produced) and settles the credits at ``cost``; failure and
-    cancellation refund them. The statement returns one row: whether it claimed the run (1 or 0: only an
+    turn (``run.input`` and what the run produced) and settles the credits at ``cost``; ``blocked`` (a guardrail
+    tripped) records its message as the output, keeps the turn only for a blocked output, and settles at
+    ``cost`` (what was really asked of models); failure and cancellation refund them. ``verdicts``: every
+    guardrail check. The statement returns one row: whether it claimed the run (1 or 0: only an
     unfinished run is claimed, so ending twice changes nothing) and how many credit entries it wrote.
     """
     now = timezone.now()
     run.finished_at = now
     run.duration_ms = int((now - run.started_at).total_seconds() * 1000) if run.started_at else None
     run.usage = usage
+    run.guardrails = verdicts or []
     if result is not None:
         run.new_items = to_json([item.to_input_item() for item in result.new_items])
         run.last_agent_name = result.last_agent.name if result.last_agent else ""
-    if failure is None and not cancelled and result is not None:
+    if blocked is not None and not cancelled:
+        # Only the model requests that were made are paid for (a judge's; none when an input was blocked).
+        run.new_items, run.last_agent_name = blocked.items, blocked.last_agent
+        run.final_output = blocked.verdict.get("message", "")
+        run.status = RunStatus.BLOCKED
+        run.cost = cost
+    elif failure is None and not cancelled and result is not None:
         output = result.final_output
         run.final_output = to_json(output) if not isinstance(output, str) else output
         run.status = RunStatus.SUCCEEDED
@@ -260,8 +316,9 @@ def end_statement(
         "WHERE id = %(run_id)s AND status IN ('queued', 'running') RETURNING id)"
     ]
     params["run_id"] = run.pk
-    succeeded = run.status == RunStatus.SUCCEEDED
-    if succeeded and run.conversation_id:
+    paid = run.status in (RunStatus.SUCCEEDED, RunStatus.BLOCKED)
+    keep_turn = run.status == RunStatus.SUCCEEDED or (blocked is not None and blocked.keep_turn and paid)
+    if keep_turn and run.conversation_id:
         # The conversation remembers completed turns only: the message and everything the run produced,
         # in order (the history is read back by id).
         ctes.append(
@@ -280,8 +337,8 @@ def end_statement(
     if run.reservation_id:
         credit_ctes, credit_params = credits_close_ctes(
             reservation_id=run.reservation_id,
-            status=ReservationStatus.SETTLED if succeeded else ReservationStatus.REFUNDED,
-            cost=run.cost if succeeded else 0,
+            status=ReservationStatus.SETTLED if paid else ReservationStatus.REFUNDED,
+            cost=run.cost if paid else 0,
             memo=f"Run {run.pk} {run.status}",
             only_if="run_claimed",
         )

@@ -17,6 +17,7 @@ from agents_app.runs.lifecycle import start_run
 from agents_app.services import agent_create, agent_update, context_create, handoff_add
 from providers_app.clients import close_clients_for_running_loop
 from tests.accounts_app.test_api import assert_error, post
+from tests.agents_app.test_runs import run_sync
 from tests.fakes import Reply, ToolCall
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
@@ -27,7 +28,12 @@ def graph(team, fake_provider):
     a = agent_create(actor=team, name="Front desk", instructions="Route requests.", provider_id=fake_provider.pk)
     b = agent_create(actor=team, name="Billing", instructions="Answer billing.", handoff_description="Invoices")
     c = agent_create(actor=team, name="Lookup", instructions="Look up.")
-    judge = agent_create(actor=team, name="Judge", instructions="Judge answers.")
+    judge = agent_create(
+        actor=team,
+        name="Judge",
+        instructions="Judge answers.",
+        output_type={"type": "object", "properties": {"tripwire_triggered": {"type": "boolean"}}},
+    )
     handoff_add(actor=team, agent_id=a.pk, target_id=b.pk)
     handoff_add(actor=team, agent_id=b.pk, target_id=a.pk, tool_name="back_to_front")
     agent_update(
@@ -216,6 +222,88 @@ def test_exported_python_gives_the_same_answer_as_the_platform(team, fake_provid
     exported_requests = [r.body for r in fake_openai.requests_to("/v1/chat/completions")]
     assert [r["messages"][0] for r in exported_requests] == [r["messages"][0] for r in platform_requests]
     assert [t["function"]["name"] for t in exported_requests[0]["tools"]] == ["transfer_to_billing"]
+
+
+def _script_run(script: str, message: str, fake_openai, tmp_path) -> str:
+    path = tmp_path / "exported.py"
+    path.write_text(script)
+    env = {**os.environ, "OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "sk-test"}
+    env["OPENAI_MODEL"] = "fake-model"
+    result = subprocess.run(
+        [sys.executable, str(path), message], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+TRIPLE = "def main(n):\n    return {'tripled': n * 3}\n"
+NO_SEVEN = (
+    "def main(output, context):\n"
+    "    return {'tripwire_triggered': '7' in output, 'message': 'No sevens for ' + context['shop']}\n"
+)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("message", "steps", "answer"),
+    [
+        ("Triple 4", [ToolCall("triple", {"n": 4}, call_id="c1"), Reply("It is 12.")], "It is 12."),
+        ("My PIN is 1234", [], "PINs are not accepted."),  # the input guardrail: no model request at all
+        ("Triple 9", [ToolCall("triple", {"n": 9}, call_id="c1"), Reply("It is 27.")], "No sevens for Acme"),
+        ("Off topic", [Reply('{"tripwire_triggered": true, "message": "Stay on topic."}')], "Stay on topic."),
+    ],
+)
+def test_exported_python_runs_tools_and_guardrails_as_the_platform_does(
+    team, fake_provider, fake_openai, tmp_path, message, steps, answer
+):
+    judge = agent_create(
+        actor=team,
+        name="Judge",
+        instructions="Is it off topic?",
+        output_type={"type": "object", "properties": {"tripwire_triggered": {"type": "boolean"}}},
+    )
+    agent = agent_create(
+        actor=team,
+        name="Calculator",
+        instructions="Use your tool.",
+        tools=[
+            {
+                "type": "function",
+                "name": "triple",
+                "params": {"code": TRIPLE, "allow_code_execution": True, "parameters": [{"name": "n", "type": "int"}]},
+            }
+        ],
+        input_guardrails=[
+            {
+                "name": "pin",
+                "implementation": "regex",
+                "config": {"pattern": r"(?i)pin is \d{4}", "message": "PINs are not accepted."},
+            },
+        ],
+        output_guardrails=[
+            {
+                "name": "sevens",
+                "implementation": "function",
+                "config": {"code": NO_SEVEN, "allow_code_execution": True},
+            },
+        ],
+    )
+    context_create(actor=team, agent_id=agent.pk, name="shop", content={"shop": "Acme"})
+    if message == "Off topic":
+        judged = {"name": "topic", "implementation": "agent", "config": {"agent_id": judge.pk}}
+        agent_update(actor=team, agent_id=agent.pk, changes={"input_guardrails": [judged]})
+    fake_openai.script(*steps)
+    platform = run_sync(team, agent, message)
+    assert platform.final_output == answer, platform.error
+    assert platform.status == ("succeeded" if answer.startswith("It is") else "blocked")
+    platform_requests = [r.body for r in fake_openai.requests_to("/v1/chat/completions")]
+
+    script = agent_export_python(actor=team, agent_id=agent.pk)
+    fake_openai.reset()
+    fake_openai.script(*steps)
+    assert _script_run(script, message, fake_openai, tmp_path) == answer
+    exported_requests = [r.body for r in fake_openai.requests_to("/v1/chat/completions")]
+    assert [r["messages"] for r in exported_requests] == [r["messages"] for r in platform_requests]
 
 
 def test_a_version_1_export_still_imports(team):

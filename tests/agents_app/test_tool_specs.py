@@ -186,7 +186,8 @@ VALID_GUARDRAILS = [
 
 
 def test_guardrails_are_stored_with_their_list_s_type(team, api_client):
-    judge = agent_create(actor=team, name="Judge")
+    verdict = {"type": "object", "properties": {"tripwire_triggered": {"type": "boolean"}}}
+    judge = agent_create(actor=team, name="Judge", output_type=verdict)
     judged = {"name": "judge", "implementation": "agent", "config": {"agent_id": judge.pk}}
     created = post(
         api_client(team),
