@@ -14,6 +14,7 @@ urlpatterns = [
     path("<int:agent_id>/edit/", views.agent_edit, name="edit"),
     path("<int:agent_id>/delete/", views.agent_delete, name="delete"),
     path("<int:agent_id>/chat/", views.agent_chat, name="chat"),
+    path("<int:agent_id>/try/", views.agent_try, name="try"),
     path("<int:agent_id>/handoffs/", views.handoff_add, name="handoff_add"),
     path("<int:agent_id>/handoffs/<int:target_id>/remove/", views.handoff_remove, name="handoff_remove"),
     path("<int:agent_id>/contexts/", views.context_add, name="context_add"),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -13,11 +16,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts_app.forms import apply_errors
 from accounts_app.http import WorkspaceRequest
-from agents_app import portability, selectors, services
+from agents_app import guardrails, portability, selectors, services, tools
 from agents_app.exceptions import ConflictError, InvalidInputError
 from agents_app.forms import AgentForm, ContextForm, HandoffForm
 from agents_app.graph import handoff_graph
 from agents_app.models import Agent, Conversation
+from config.errors import ApplicationError
 from providers_app.selectors import provider_for_run, provider_list
 
 RUNS_ON_DETAIL = 20
@@ -137,8 +141,77 @@ def _detail_context(request: WorkspaceRequest, agent: Agent, **extra: object) ->
         "context_form": ContextForm(),
         "graph": handoff_graph(actor=request.actor, agent=agent),
         "runs": selectors.run_list(actor=request.actor, agent_id=agent.pk)[:RUNS_ON_DETAIL],
+        "try_targets": try_targets(agent),
         **extra,
     }
+
+
+def try_targets(agent: Agent) -> list[tuple[str, str]]:
+    """Return what the builder's "Try it" panel can run: ``(value, label)`` per function tool and guardrail."""
+    targets = [(f"tool:{t['name']}", f"Tool {t['name']}") for t in agent.tools or [] if t.get("type") == "function"]
+    for kind in ("input", "output"):
+        for guardrail in getattr(agent, f"{kind}_guardrails") or []:
+            label = f"{kind.capitalize()} guardrail {guardrail['name']} ({guardrail.get('implementation')})"
+            targets.append((f"{kind}:{guardrail['name']}", label))
+    return targets
+
+
+def _try(request: WorkspaceRequest, agent: Agent, target: str, sample: str) -> dict[str, Any]:
+    """Run the panel's choice on its sample; return what the result fragment shows. Raises ApplicationError."""
+    kind, _, name = target.partition(":")
+    if kind == "tool":
+        try:
+            arguments = json.loads(sample) if sample.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(
+                "The sample is not JSON.", fields={"sample": f"Give the arguments as a JSON object ({exc.msg})."}
+            ) from None
+        if not isinstance(arguments, dict):
+            raise InvalidInputError("Give the arguments as a JSON object.", fields={"sample": "A JSON object."})
+        outcome = tools.try_tool(actor=request.actor, agent_id=agent.pk, name=name, arguments=arguments)
+        headline = "Result" if outcome.ok else f"Error ({outcome.kind})"
+        return {"ok": outcome.ok, "headline": headline, **outcome.as_json()}
+    if kind not in ("input", "output"):
+        raise InvalidInputError("Choose a tool or a guardrail to try.", fields={"target": "Choose one."})
+    checks: guardrails.Kind = "input" if kind == "input" else "output"
+    value: Any = sample
+    if checks == "output" and sample.strip()[:1] in ("{", "["):
+        with contextlib.suppress(json.JSONDecodeError):
+            value = json.loads(sample)  # a structured answer, as an agent with an output schema gives it
+    result = async_to_sync(guardrails.try_guardrail)(
+        actor=request.actor, agent_id=agent.pk, kind=checks, name=name, sample=value
+    )
+    verdict = result.verdict
+    headline = f"Tripped: {verdict.message}" if verdict.tripwire_triggered else "Passed"
+    return {
+        "ok": not verdict.tripwire_triggered,
+        "headline": headline,
+        "value": verdict.output_info,
+        "error": verdict.error,
+        "duration_ms": verdict.duration_ms,
+        "run_id": result.run_id,
+    }
+
+
+@login_required
+@require_POST
+def agent_try(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
+    """The builder's "Try it" panel: run one function tool or guardrail of the saved agent on a sample."""
+    agent = selectors.agent_get(actor=request.actor, agent_id=agent_id)
+    request.actor.require_write()
+    status = 200
+    try:
+        result = _try(request, agent, request.POST.get("target", ""), request.POST.get("sample", "")[:100_000])
+    except ApplicationError as exc:
+        detail = "; ".join(exc.fields.values()) if isinstance(exc, InvalidInputError) and exc.fields else ""
+        result = {"ok": False, "headline": exc.message, "error": detail}
+        status = exc.status_code
+    if request.htmx:
+        return render(request, "agents_app/_try_result.html", {"result": result}, status=status)
+    context = _detail_context(
+        request, agent, form=_form(request, initial=AgentForm.initial_for(agent)), model_lists=_model_lists(request)
+    )
+    return render(request, "agents_app/form.html", {**context, "try_result": result}, status=status)
 
 
 @login_required

@@ -64,12 +64,19 @@
       note(state.bubble, "↳ " + (typeof data.output === "string" ? data.output : JSON.stringify(data.output)));
     } else if (name === "handoff") {
       note(state.bubble, "⇄ " + data.from + " → " + data.to);
+    } else if (name === "guardrail") {
+      // A guardrail blocked the message or withheld the answer: its message replaces what was shown.
+      state.bubble.classList.add("blocked");
+      state.text.textContent = data.message;
+      note(state.bubble, "🛡 " + data.type + " guardrail " + data.name + (data.error ? " could not decide: " + data.error : " tripped"));
     } else if (name === "error") {
       state.bubble.classList.add("failed");
       state.text.textContent = data.detail;
     } else if (name === "done") {
       state.runId = data.run_id;
-      if (data.status === "succeeded" && data.output !== null && typeof data.output !== "string") {
+      if (data.status === "blocked") {
+        state.text.textContent = data.output || "";
+      } else if (data.status === "succeeded" && data.output !== null && typeof data.output !== "string") {
         state.text.textContent = JSON.stringify(data.output, null, 2);
       } else if (data.status === "succeeded" && !state.text.textContent) {
         state.text.textContent = data.output || "";

@@ -40,6 +40,14 @@ MAIN_PAGES = {
 }
 
 
+SHOUT = {
+    "code": "def main(text):\n    return text.upper()\n",
+    "allow_code_execution": True,
+    "parameters": [{"name": "text"}],
+}
+PIN = {"name": "pin", "implementation": "regex", "config": {"pattern": "\\d{4}", "message": "No PINs, please."}}
+
+
 @pytest.fixture
 def world(asgi_server, fake_openai):
     """A workspace with a provider, two agents wired by a handoff, a context, and a run that used a tool."""
@@ -59,7 +67,11 @@ def world(asgi_server, fake_openai):
             actor=owner,
             name="Writer",
             instructions="Write clearly.",
-            tools=[{"type": "agent", "name": "research", "params": {"agent_id": helper.pk}}],
+            tools=[
+                {"type": "agent", "name": "research", "params": {"agent_id": helper.pk}},
+                {"type": "function", "name": "shout", "params": SHOUT},
+            ],
+            input_guardrails=[PIN],
         )
         handoff_add(actor=owner, agent_id=agent.pk, target_id=helper.pk)
         context_create(actor=owner, agent_id=agent.pk, name="customer", content={"tier": "gold"}, is_default=True)
@@ -348,3 +360,27 @@ def test_skip_link_focus_ring_and_loading_bar(page, world):
     expect(page.locator("body")).not_to_have_class(re.compile(r"\bis-loading\b"))
     expect(page.locator("a[href='?kind=grant']")).not_to_have_attribute("aria-busy", "true")
     expect(page).to_have_url(re.compile(r"kind=grant"))
+
+
+def test_the_builder_tries_a_tool_and_the_chat_shows_a_blocked_message(page, world, fake_openai):
+    sign_in(page)
+    page.goto(f"/agents/{world['ids']['agent']}/edit/")
+    page.get_by_label("Tool or guardrail").select_option("tool:shout")
+    page.get_by_label("Sample").fill('{"text": "quiet"}')
+    page.get_by_role("button", name="Try it").click()
+    result = page.locator("#try-result")
+    expect(result).to_contain_text("Result")
+    expect(result).to_contain_text("QUIET")
+    expect(result).to_contain_text(re.compile(r"\d+\.\d ms"))
+    page.get_by_label("Tool or guardrail").select_option("input:pin")
+    page.get_by_label("Sample").fill("my pin is 1234")
+    page.get_by_role("button", name="Try it").click()
+    expect(result).to_contain_text("Tripped: No PINs, please.")
+    requests_before = len(fake_openai.requests_to("/v1/chat/completions"))
+    page.get_by_label("Message").fill("PIN 5555")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator(".builder-chat .msg.assistant").last
+    expect(answer).to_contain_text("No PINs, please.")
+    expect(answer).to_have_class(re.compile("blocked"))
+    expect(page.locator(".builder-chat")).to_contain_text("input guardrail pin tripped")
+    assert len(fake_openai.requests_to("/v1/chat/completions")) == requests_before
