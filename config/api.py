@@ -196,5 +196,9 @@ def _mount_routers() -> None:
     api.add_router("/agents", agent_traces_router)
     api.add_router("/traces", traces_router)
 
+    from knowledge_app.api import router as knowledge_router
+
+    api.add_router("/vector-stores", knowledge_router)
+
 
 _mount_routers()

@@ -23,6 +23,7 @@ from agents_app.models import Agent, AgentRun, Conversation
 from agents_app.runs.lifecycle import start_run
 from agents_app.services import agent_create, context_create, handoff_add
 from config.api import api
+from knowledge_app.services import store_create
 from providers_app.services import provider_create
 from tests.conftest import SUMMARY
 from tests.factories import add_member, make_user
@@ -94,6 +95,11 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "forwarding_set": {"body": {"openai_provider_id": None}, "role": "admin"},
     "trace_get": {},
     "span_get": {},
+    "store_list": {},
+    "store_create": {"body": {"name": "KB2"}},
+    "store_get": {},
+    "store_update": {"body": {"description": "Changed."}},
+    "store_delete": {},
 }
 
 # Pages with an object in their path, by URL name: "get" pages show it, "post" pages change it.
@@ -149,6 +155,7 @@ def world(team, outsider) -> World:
     beta = agent_create(actor=team, name="Beta")
     handoff_add(actor=team, agent_id=alpha.pk, target_id=beta.pk)
     context = context_create(actor=team, agent_id=alpha.pk, name="ctx", content={"k": 1})
+    store = store_create(actor=team, name="KB")
     provider = provider_create(actor=team, type="openai", name="P", api_key="sk-team", is_default=False)
     run = async_to_sync(start_run)(actor=team, agent_id=alpha.pk, message="Hi")
     AgentRun.objects.filter(pk=run.run.pk).update(status="failed", error="x", error_code="x")
@@ -173,6 +180,7 @@ def world(team, outsider) -> World:
         "answer": "accept",
         "name": "echo",
         "kind": "input",
+        "vector_store_id": store.pk,
     }
     actors: dict[str, Actor | None] = {
         "outsider": outsider,

@@ -1,0 +1,65 @@
+"""Request and response schemas of the knowledge API (the spec's section 10, with additions)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Field, Schema
+
+from config.input import InputSchema
+
+ChunkUnitName = Literal["characters", "tokens"]
+
+
+class VectorStoreCreate(InputSchema):
+    """The spec's ``VectorStoreCreate``; the embedding and chunking fields are additions."""
+
+    name: str = Field(min_length=1, max_length=100)
+    provider: Literal["pgvector"] = Field("pgvector", description="Where vectors live; pgvector is served")
+    description: str = Field("", max_length=2000)
+    config: dict[str, Any] | None = None
+    embedding_provider_id: int | None = Field(None, description="Null: the bundled local embedding model (offline)")
+    embedding_model: str = Field("", max_length=200, description="Empty: the provider's default embedding model")
+    chunk_size: int = Field(1000, ge=1, le=100_000)
+    chunk_overlap: int = Field(200, ge=0, le=100_000)
+    chunk_unit: ChunkUnitName = "characters"
+    is_public: bool = Field(True, description="Every member may search it; false: its creator and admins only")
+
+    def service_values(self) -> dict[str, Any]:
+        return {k: v for k, v in self.dict().items() if v is not None}
+
+
+class VectorStorePatch(InputSchema):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=2000)
+    config: dict[str, Any] | None = None
+    chunk_size: int | None = Field(None, ge=1, le=100_000)
+    chunk_overlap: int | None = Field(None, ge=0, le=100_000)
+    chunk_unit: ChunkUnitName | None = None
+    is_public: bool | None = None
+    embedding_provider_id: int | None = Field(None, description="Fixed at creation: sending it is refused")
+    embedding_model: str | None = Field(None, description="Fixed at creation: sending it is refused")
+
+    def service_changes(self) -> dict[str, Any]:
+        return {k: v for k, v in self.dict(exclude_unset=True).items() if v is not None or k in ("config",)}
+
+
+class VectorStoreOut(Schema):
+    id: int
+    name: str
+    provider: str
+    description: str
+    config: dict[str, Any]
+    status: str = Field(description='"ready", or "processing" while files are queued or being processed')
+    embedding_provider_id: int | None
+    embedding_model: str
+    dimensions: int
+    chunk_size: int
+    chunk_overlap: int
+    chunk_unit: str
+    is_public: bool
+    file_count: int
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
