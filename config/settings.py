@@ -331,6 +331,10 @@ SANDBOX_MEMORY_MB = env_int("SANDBOX_MEMORY_MB", 256, minimum=64, maximum=16384)
 TOOL_ENDPOINT_TIMEOUT_SECONDS = env_int("TOOL_ENDPOINT_TIMEOUT_SECONDS", 15, minimum=1, maximum=300)
 TOOL_ENDPOINT_MAX_BYTES = env_int("TOOL_ENDPOINT_MAX_BYTES", 1_000_000, minimum=1024)
 
+# Knowledge bases: uploads are untrusted; these bound what one file may cost to read.
+KNOWLEDGE_MAX_FILE_BYTES = env_int("KNOWLEDGE_MAX_FILE_MB", 50, minimum=1, maximum=2048) * 1024 * 1024
+KNOWLEDGE_MAX_PDF_PAGES = env_int("KNOWLEDGE_MAX_PDF_PAGES", 2000, minimum=1, maximum=100_000)
+
 # --- Agent runs -----------------------------------------------------------------------------------
 # Every run reserves at least this much (so every run writes ledger entries and a workspace with no
 # credits cannot run), plus its worst-case price: input estimate and max output tokens per turn.

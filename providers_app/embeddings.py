@@ -14,6 +14,7 @@ Vectors of different models live in different spaces, so every result carries ``
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,22 @@ class _MiniLM:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return pooled / np.clip(norms, 1e-12, None), int(mask.sum())
+
+
+@functools.lru_cache(maxsize=1)
+def _counting_tokenizer() -> Any:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(_TOKENIZER))
+    tokenizer.no_padding()  # the file pads to a fixed length; a count must not
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def count_tokens(text: str) -> int:
+    """Return how many tokens the bundled embedding model's tokenizer makes of ``text`` (special tokens not
+    counted). Chunk sizes in tokens are measured with it, for every embedding model (close for OpenAI's)."""
+    return len(_counting_tokenizer().encode(text, add_special_tokens=False).ids)
 
 
 class LocalEmbedder:
