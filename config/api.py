@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.operation import Operation
@@ -165,6 +166,11 @@ def on_request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResp
     )
 
 
+@api.exception_handler(MultiPartParserError)
+def on_bad_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+    return _error(request, 400, f"The multipart body could not be read: {exc}.", "bad_request")
+
+
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     # Log the traceback for operators; tell the client nothing internal.
@@ -196,9 +202,11 @@ def _mount_routers() -> None:
     api.add_router("/agents", agent_traces_router)
     api.add_router("/traces", traces_router)
 
+    from knowledge_app.api import files_router
     from knowledge_app.api import router as knowledge_router
 
     api.add_router("/vector-stores", knowledge_router)
+    api.add_router("/files", files_router)
 
 
 _mount_routers()

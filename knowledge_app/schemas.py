@@ -63,3 +63,18 @@ class VectorStoreOut(Schema):
     chunk_count: int
     created_at: datetime
     updated_at: datetime
+
+
+class FileOut(Schema):
+    id: int
+    vector_store_id: int
+    filename: str
+    detected_type: str
+    size: int
+    sha256: str
+    status: str = Field(description="queued, processing, processed or error")
+    message: str = Field(description="Why it is in error, for a person")
+    progress: int = Field(description="Percent")
+    chunk_count: int
+    created_at: datetime
+    processed_at: datetime | None

@@ -65,7 +65,8 @@ def _embedding(
     return provider, model, result.dimensions
 
 
-def _check(store: VectorStore, fields: dict[str, str]) -> None:
+def check_store(store: VectorStore, fields: dict[str, str]) -> None:
+    """Put in ``fields`` what is wrong with the store's name, description, config and chunking."""
     store.name = (store.name or "").strip()
     if not store.name:
         fields["name"] = "Give the store a name."
@@ -142,7 +143,7 @@ def store_create(
         is_public=is_public,
         created_by=actor.user,
     )
-    _check(store, fields)
+    check_store(store, fields)
     return _save(store, fields)
 
 
@@ -165,7 +166,7 @@ def store_update(*, actor: Actor, store_id: int, changes: dict[str, Any]) -> Vec
     for key, value in changes.items():
         setattr(store, key, value)
     fields: dict[str, str] = {}
-    _check(store, fields)
+    check_store(store, fields)
     return _save(store, fields)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -23,6 +25,7 @@ from agents_app.models import Agent, AgentRun, Conversation
 from agents_app.runs.lifecycle import start_run
 from agents_app.services import agent_create, context_create, handoff_add
 from config.api import api
+from knowledge_app.ingestion import file_upload
 from knowledge_app.services import store_create
 from providers_app.services import provider_create
 from tests.conftest import SUMMARY
@@ -100,6 +103,11 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "store_get": {},
     "store_update": {"body": {"description": "Changed."}},
     "store_delete": {},
+    "store_files": {},
+    # Multipart; the store named in the form is the object an outsider must not reach.
+    "file_upload": {"multipart": {"vector_store_id": "{vector_store_id}"}, "has_object": True},
+    "file_get": {},
+    "file_delete": {},
 }
 
 # Pages with an object in their path, by URL name: "get" pages show it, "post" pages change it.
@@ -143,7 +151,7 @@ class World:
 
 
 @pytest.fixture
-def world(team, outsider) -> World:
+def world(team, outsider, settings, tmp_path) -> World:
     echo = {"code": "def main(x=1):\n    return x\n", "allow_code_execution": True}
     alpha = agent_create(
         actor=team,
@@ -156,6 +164,8 @@ def world(team, outsider) -> World:
     handoff_add(actor=team, agent_id=alpha.pk, target_id=beta.pk)
     context = context_create(actor=team, agent_id=alpha.pk, name="ctx", content={"k": 1})
     store = store_create(actor=team, name="KB")
+    settings.MEDIA_ROOT = tmp_path / "media"
+    stored, _ = file_upload(actor=team, store_id=store.pk, name="kb.txt", content=ContentFile(b"Knowledge."))
     provider = provider_create(actor=team, type="openai", name="P", api_key="sk-team", is_default=False)
     run = async_to_sync(start_run)(actor=team, agent_id=alpha.pk, message="Hi")
     AgentRun.objects.filter(pk=run.run.pk).update(status="failed", error="x", error_code="x")
@@ -181,6 +191,7 @@ def world(team, outsider) -> World:
         "name": "echo",
         "kind": "input",
         "vector_store_id": store.pk,
+        "file_id": stored.pk,
     }
     actors: dict[str, Actor | None] = {
         "outsider": outsider,
@@ -240,10 +251,14 @@ def test_api_operation(world, actor_name, operation_id, method, path):
     headers = {"Authorization": f"Bearer {api_token_create(actor=actor, name='m').raw}"} if actor else {}
     url = path.format(**world.ids)
     body = _fill(entry.get("body", {}), world.ids) if method != "get" else None
-    response = getattr(Client(headers=headers), method)(
-        url, data=json.dumps(body) if body is not None else None, content_type="application/json"
-    )
-    expected = _expected(entry, actor_name, has_object="{" in path, method=method)
+    if "multipart" in entry:
+        form = {**_fill(entry["multipart"], world.ids), "file": SimpleUploadedFile("m.txt", b"matrix text")}
+        response = Client(headers=headers).post(url, data=form)
+    else:
+        response = getattr(Client(headers=headers), method)(
+            url, data=json.dumps(body) if body is not None else None, content_type="application/json"
+        )
+    expected = _expected(entry, actor_name, has_object="{" in path or entry.get("has_object", False), method=method)
     assert _verdict(response.status_code) == expected, (actor_name, method, url, response.content[:300])
     if response.status_code in (401, 403, 404):
         assert response.json()["code"] in {"not_authenticated", "permission_denied", "not_found"}
@@ -303,6 +318,7 @@ REFERENCES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("post", "/api/v1/agents/{agent_id}/run", "conversation_id", {"message": "Hi"}),
     ("post", "/api/v1/agents/{agent_id}/run", "provider_id", {"message": "Hi"}),
     ("put", "/api/v1/traces/forwarding", "openai_provider_id", {}),
+    ("post", "/api/v1/vector-stores", "embedding_provider_id", {"name": "Theirs"}),
 ]
 
 
@@ -316,6 +332,7 @@ def foreign(outsider) -> dict[str, int]:
     return {
         "provider_id": provider.pk,
         "openai_provider_id": provider.pk,
+        "embedding_provider_id": provider.pk,
         "target_id": agent.pk,
         "agent_id": agent.pk,
         "context_id": context.pk,

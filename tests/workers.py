@@ -47,6 +47,7 @@ def celery_worker_process(log_path: Path) -> Iterator[str]:
         env["REDIS_URL"] = settings.REDIS_URL
     # Settings a test overrode in this process (e.g. to let providers reach the fake server on 127.0.0.1).
     env["PROVIDER_EGRESS_ALLOWLIST"] = ",".join(settings.PROVIDER_EGRESS_ALLOWLIST)
+    env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
     log = log_path.open("w")
     process = subprocess.Popen(
         [
