@@ -7,9 +7,16 @@ from ninja import File as FileParam
 from ninja import Form, Router, Status, UploadedFile
 
 from config.auth import request_actor
-from knowledge_app import ingestion, selectors, services
+from knowledge_app import ingestion, search, selectors, services
 from knowledge_app.models import File, VectorStore
-from knowledge_app.schemas import FileOut, VectorStoreCreate, VectorStoreOut, VectorStorePatch
+from knowledge_app.schemas import (
+    FileOut,
+    VectorSearchOut,
+    VectorSearchQuery,
+    VectorStoreCreate,
+    VectorStoreOut,
+    VectorStorePatch,
+)
 
 router = Router(tags=["knowledge"])
 files_router = Router(tags=["knowledge"])
@@ -104,6 +111,25 @@ def store_create(request: HttpRequest, payload: VectorStoreCreate) -> Status:
 def store_files(request: HttpRequest, vector_store_id: int) -> list[dict[str, Any]]:
     store = selectors.store_get(actor=request_actor(request), store_id=vector_store_id)
     return [file_out(f) for f in store.files.all()[:1000]]
+
+
+@router.post(
+    "/{vector_store_id}/search",
+    response=VectorSearchOut,
+    summary="Search a store by meaning, by words, or both (hybrid: reciprocal rank fusion)",
+)
+def store_search(request: HttpRequest, vector_store_id: int, payload: VectorSearchQuery) -> dict[str, Any]:
+    hits = search.search(
+        actor=request_actor(request),
+        store_id=vector_store_id,
+        text=payload.text,
+        max_results=payload.max_results,
+        mode=payload.mode,
+        filter=payload.filter,
+        similarity_threshold=payload.similarity_threshold,
+        embedding_model=payload.embedding_model,
+    )
+    return {"results": [h.as_json() for h in hits], "count": len(hits), "query": payload.text, "mode": payload.mode}
 
 
 @router.get("/{vector_store_id}", response=VectorStoreOut)

@@ -78,3 +78,31 @@ class FileOut(Schema):
     chunk_count: int
     created_at: datetime
     processed_at: datetime | None
+
+
+class VectorSearchQuery(InputSchema):
+    """The spec's ``VectorSearchQuery``, with ``mode`` and ``similarity_threshold`` added."""
+
+    text: str = Field(min_length=1, max_length=10_000)
+    max_results: int = Field(5, ge=1, le=50)
+    filter: dict[str, Any] | None = Field(None, description='Metadata the chunks must hold, e.g. {"page": 2}')
+    embedding_model: str | None = Field(None, max_length=200, description="Omit: the store's (no other is allowed)")
+    similarity_threshold: float | None = Field(None, ge=-1, le=1, description="Least cosine similarity")
+    mode: Literal["vector", "keyword", "hybrid"] = "hybrid"
+
+
+class SearchResultOut(Schema):
+    text: str
+    metadata: dict[str, Any]
+    score: float = Field(description="The mode's score: cosine similarity, full-text rank, or the fused rank score")
+    scores: dict[str, float | None] = Field(description="Per mode (hybrid: vector, keyword and rrf)")
+    file_id: int
+    filename: str
+    position: int
+
+
+class VectorSearchOut(Schema):
+    results: list[SearchResultOut]
+    count: int
+    query: str
+    mode: str

@@ -104,6 +104,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "store_update": {"body": {"description": "Changed."}},
     "store_delete": {},
     "store_files": {},
+    "store_search": {"body": {"text": "knowledge", "mode": "keyword"}, "role": "viewer"},
     # Multipart; the store named in the form is the object an outsider must not reach.
     "file_upload": {"multipart": {"vector_store_id": "{vector_store_id}"}, "has_object": True},
     "file_get": {},
