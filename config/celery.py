@@ -45,6 +45,11 @@ app.conf.beat_schedule = {
         "task": "agents_app.tasks.runs_fail_abandoned",
         "schedule": crontab(minute="*/5"),
     },
+    # Every 5 minutes: hand files no worker finished back to the workers (or set aside those tried too often).
+    "knowledge-resume-stuck-files": {
+        "task": "knowledge_app.tasks.knowledge_resume_stuck_files",
+        "schedule": crontab(minute="*/5"),
+    },
     # Hourly, at minute 17 (https://crontab.guru/#17_*_*_*_*): delete traces past their workspace's retention.
     "traces-delete-expired": {
         "task": "traces_app.tasks.traces_delete_expired",

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 import openai
@@ -128,6 +129,37 @@ def file_delete(*, actor: Actor, file_id: int) -> None:
     transaction.on_commit(lambda: default_storage.delete(key))
 
 
+MAX_ATTEMPTS = 8  # deliveries of one file: retries after provider faults, and redeliveries after a worker died
+QUEUED_GRACE = timedelta(hours=1)
+
+
+def resume_stuck_files(*, now: datetime | None = None) -> tuple[int, int]:
+    """Hand files that no worker finished back to the workers; fail those that were tried MAX_ATTEMPTS times.
+
+    A file is stuck when it has been queued for QUEUED_GRACE (the broker was down when it was uploaded) or
+    processing for longer than a task may run (its worker died without the broker redelivering it). A duplicate
+    delivery is harmless: only the file's latest claim writes its chunks. Returns
+    ``(requeued, failed)``. Run every few minutes by Celery beat.
+    """
+    now = now or timezone.now()
+    running = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) + QUEUED_GRACE
+    stuck = File.objects.filter(
+        Q(status=FileStatus.QUEUED, updated_at__lt=now - QUEUED_GRACE)
+        | Q(status=FileStatus.PROCESSING, updated_at__lt=now - running)
+    )
+    failed = stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
+        status=FileStatus.ERROR,
+        progress=0,
+        message=f"Processing was started {MAX_ATTEMPTS} times without finishing; the file was set aside.",
+    )
+    requeued = 0
+    for file_id in stuck.filter(attempts__lt=MAX_ATTEMPTS).values_list("pk", flat=True):
+        File.objects.filter(pk=file_id).update(updated_at=now)  # not picked again before the next sweep
+        queue_ingestion(file_id)
+        requeued += 1
+    return requeued, failed
+
+
 def store_index_name(store_id: int) -> str:
     return f"chunk_hnsw_store_{store_id}"
 
@@ -152,21 +184,32 @@ def ensure_store_index(store: VectorStore) -> None:
         )
 
 
+def drop_store_index(store_id: int) -> None:
+    """Drop a deleted store's HNSW index (concurrently: other stores' searches and writes go on)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{store_index_name(int(store_id))}"')
+
+
 @dataclass
 class Claim:
     file: File
     store: VectorStore
+    attempt: int  # the claim's token: only the latest claim of a file may write its chunks
 
 
 def _claim(file_id: int) -> Claim | None:
-    """Take a queued file, or one left processing by a worker that died; None when it is done or gone."""
+    """Take a queued file, or one left processing (its worker died, or a duplicate delivery); None when it is
+    done or gone. A file started MAX_ATTEMPTS times without finishing is set aside in error instead."""
     claimed = File.objects.filter(Q(status=FileStatus.QUEUED) | Q(status=FileStatus.PROCESSING), pk=file_id).update(
-        status=FileStatus.PROCESSING, attempts=F("attempts") + 1, progress=0, message=""
+        status=FileStatus.PROCESSING, attempts=F("attempts") + 1, progress=0, message="", updated_at=timezone.now()
     )
     if not claimed:
         return None
     found = File.objects.select_related("store__embedding_provider").get(pk=file_id)
-    return Claim(file=found, store=found.store)
+    if found.attempts > MAX_ATTEMPTS:
+        fail(file_id, f"Processing was started {MAX_ATTEMPTS} times without finishing; the file was set aside.")
+        return None
+    return Claim(file=found, store=found.store, attempt=found.attempts)
 
 
 def _progress(file_id: int, percent: int) -> None:
@@ -204,6 +247,10 @@ def ingest(file_id: int) -> str:
         vectors = asyncio.run(_embed(store, [p.text for p in pieces], file_id))
         ensure_store_index(store)
         with transaction.atomic():
+            # A later claim of the same file (a duplicate delivery) wins; this one leaves the writing to it.
+            current = File.objects.select_for_update().filter(pk=file_id).values_list("attempts", flat=True).first()
+            if current != claim.attempt:
+                return "superseded"
             Chunk.objects.filter(file_id=file_id).delete()
             Chunk.objects.bulk_create(
                 [

@@ -10,6 +10,7 @@ from typing import Any
 
 import openai
 from asgiref.sync import async_to_sync
+from django.core.files.storage import default_storage
 from django.db import transaction
 
 from accounts_app.actor import Actor
@@ -171,7 +172,18 @@ def store_update(*, actor: Actor, store_id: int, changes: dict[str, Any]) -> Vec
 
 
 def store_delete(*, actor: Actor, store_id: int) -> None:
-    """Delete a store with its files and chunks (members and above). Raises NotFoundError, PermissionDeniedError."""
+    """Delete a store with its files, their stored objects, its chunks and its HNSW index (members and above).
+    Raises NotFoundError, PermissionDeniedError."""
+    from knowledge_app.ingestion import drop_store_index
+
     store = store_get(actor=actor, store_id=store_id)
     actor.require_write()
+    keys = list(store.files.values_list("storage_key", flat=True))
     store.delete()
+
+    def clean_up() -> None:
+        for key in keys:
+            default_storage.delete(key)
+        drop_store_index(store_id)
+
+    transaction.on_commit(clean_up)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from knowledge_app.ingestion import TRANSIENT, fail, ingest
+from knowledge_app.ingestion import TRANSIENT, fail, ingest, resume_stuck_files
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
@@ -22,3 +22,9 @@ def knowledge_ingest(self: object, file_id: int) -> str:
     except BaseException:
         fail(file_id, "The worker stopped while processing the file (a time limit?); upload it again.")
         raise
+
+
+@shared_task(acks_late=True, max_retries=3, autoretry_for=(ConnectionError,), retry_backoff=True)
+def knowledge_resume_stuck_files() -> list[int]:
+    """Requeue files no worker finished, fail those tried too often. Returns [requeued, failed]."""
+    return list(resume_stuck_files())

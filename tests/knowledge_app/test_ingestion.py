@@ -4,12 +4,14 @@ metadata and embeddings, the store's own HNSW index, duplicates, bad files, dele
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.utils import timezone
 
-from knowledge_app.ingestion import store_index_name
+from knowledge_app.ingestion import MAX_ATTEMPTS, resume_stuck_files, store_index_name
 from knowledge_app.models import Chunk, File
 from knowledge_app.services import store_create
 from knowledge_app.tasks import knowledge_ingest
@@ -145,3 +147,37 @@ def test_deleting_a_file_removes_its_chunks_and_stored_object(team, api_client, 
     assert not Chunk.objects.filter(file_id=file_id).exists()
     assert not path.exists()
     assert client.get(f"/api/v1/files/{file_id}").status_code == 404
+
+
+def test_stuck_files_are_handed_back_and_hopeless_ones_set_aside(team, api_client, media, celery_worker):
+    store = store_create(actor=team, name="Help")
+    client = api_client(team)
+    stuck = upload(client, store.pk, "guide.md", GUIDE).json()["id"]
+    wait(client, stuck)
+    long_ago = timezone.now() - timedelta(hours=2)
+    # As if the broker had lost it: queued for two hours with nothing coming.
+    File.objects.filter(pk=stuck).update(status="queued", updated_at=long_ago, chunk_count=0)
+    hopeless = upload(client, store.pk, "other.md", b"# Other\n\nText.").json()["id"]
+    wait(client, hopeless)
+    File.objects.filter(pk=hopeless).update(status="processing", updated_at=long_ago, attempts=MAX_ATTEMPTS)
+    assert resume_stuck_files() == (1, 1)
+    assert wait(client, stuck)["status"] == "processed"
+    assert Chunk.objects.filter(file_id=stuck).count() == File.objects.get(pk=stuck).chunk_count > 0
+    set_aside = client.get(f"/api/v1/files/{hopeless}").json()
+    assert set_aside["status"] == "error"
+    assert "set aside" in set_aside["message"]
+    assert resume_stuck_files() == (0, 0)  # nothing is stuck any more
+
+
+def test_deleting_a_store_removes_its_files_objects_and_index(team, api_client, media, celery_worker):
+    store = store_create(actor=team, name="Help")
+    client = api_client(team)
+    file_id = upload(client, store.pk, "guide.md", GUIDE).json()["id"]
+    wait(client, file_id)
+    path = media / File.objects.get(pk=file_id).storage_key
+    assert client.delete(f"/api/v1/vector-stores/{store.pk}").status_code == 204
+    assert not path.exists()
+    assert not Chunk.objects.filter(file_id=file_id).exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s", [store_index_name(store.pk)])
+        assert cursor.fetchone() == (0,)
