@@ -26,6 +26,7 @@ from agents_app.schemas import (
     ContextIn,
     ContextOut,
     ContextPatch,
+    FileSearchToolCreate,
     GuardrailTryIn,
     GuardrailTryOut,
     HandoffIn,
@@ -35,6 +36,7 @@ from agents_app.schemas import (
     RunDetailOut,
     RunFilter,
     RunOut,
+    ToolOut,
     ToolTryIn,
     TryOut,
 )
@@ -166,6 +168,32 @@ def handoff_add(request: HttpRequest, agent_id: int, payload: HandoffIn) -> Stat
             "tool_description": handoff.tool_description,
         },
     )
+
+
+@router.post(
+    "/{agent_id}/file-search-tool",
+    response={201: ToolOut},
+    summary="Give this agent a tool that searches a knowledge base and cites what it finds",
+    openapi_extra={
+        "responses": {
+            "404": {
+                "description": "No such agent or vector store, or another workspace's.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        }
+    },
+)
+def file_search_tool_add(request: HttpRequest, agent_id: int, payload: FileSearchToolCreate) -> Status:
+    tool = services.file_search_tool_add(
+        actor=request_actor(request),
+        agent_id=agent_id,
+        vector_store_id=payload.vector_store_id,
+        name=payload.name,
+        description=payload.description,
+        max_results=payload.max_results,
+        similarity_threshold=payload.similarity_threshold,
+    )
+    return Status(201, {"id": tool["name"], "agent_id": agent_id, **tool})
 
 
 @router.delete("/{agent_id}/handoffs/{target_id}", response={204: None})

@@ -58,7 +58,8 @@ class AgentForm(forms.Form):
     tools = _json_list(
         4,
         'A JSON list of tools, as the API takes them: {"name", "description", "type", "params"}. '
-        'Agents as tools run today: {"name": "ask_billing", "type": "agent", "params": {"agent_id": 7}}.',
+        'Agents as tools: {"name": "ask_billing", "type": "agent", "params": {"agent_id": 7}}. '
+        'Knowledge: {"name": "docs", "type": "file_search", "params": {"vector_store_id": 3}}.',
     )
     input_guardrails = _json_list(
         3, 'A JSON list: {"name", "description", "implementation": "regex" | "agent" | "function", "config"}.'

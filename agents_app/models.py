@@ -172,6 +172,8 @@ class AgentRun(models.Model):
     usage = models.JSONField(default=dict, blank=True)
     # Every guardrail check of the run, in order (agents_app/guardrails.Verdict.as_json).
     guardrails = models.JSONField(default=list, blank=True)
+    # What the run's file searches found, numbered as the model was told to cite them (agents_app/file_search.py).
+    citations = models.JSONField(default=list, blank=True)
     cost = credit_field(default=0)
     reservation = models.ForeignKey(
         "accounts_app.CreditReservation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -30,6 +30,7 @@ from agents import (
 from jsonschema import Draft202012Validator
 
 from agents_app import guardrails
+from agents_app.file_search import file_search_tool
 from agents_app.models import Agent, AgentHandoff
 from agents_app.tool_specs import referenced_agent_ids
 from agents_app.tools import function_tool, item_headers
@@ -168,7 +169,8 @@ class RunContext:
     """The object tools, guardrails and instructions receive as ``ctx.context``.
 
     ``usage`` is filled by the agents' UsageMeter as the run goes, one entry per agent (and model);
-    ``verdicts`` by the guardrails (agents_app/guardrails.py).
+    ``verdicts`` by the guardrails (agents_app/guardrails.py); ``citations`` by file search tools
+    (agents_app/file_search.py).
     """
 
     workspace_id: int
@@ -177,6 +179,7 @@ class RunContext:
     metadata: dict[str, Any]
     usage: dict[tuple[int, str], ModelUsage] = field(default_factory=dict)
     verdicts: list[dict[str, Any]] = field(default_factory=list)  # every guardrail check, in order (Verdict)
+    citations: list[dict[str, Any]] = field(default_factory=list)  # what file searches found, numbered (file_search)
 
 
 class UsageMeter(RunHooks[RunContext]):
@@ -243,11 +246,15 @@ def _instructions(row: Agent) -> Callable[[RunContextWrapper[RunContext], SDKAge
     return instructions
 
 
-def _tools(row: Agent, graph: Graph, built: dict[int, SDKAgent[RunContext]], meter: UsageMeter) -> list[Tool]:
+def _tools(
+    row: Agent, graph: Graph, built: dict[int, SDKAgent[RunContext]], meter: UsageMeter, provider: Provider
+) -> list[Tool]:
     tools: list[Tool] = []
     for tool in row.tools or []:
         if tool.get("type") == "function":
             tools.append(function_tool(tool, item_headers(row, "tools", tool["name"])))
+        elif tool.get("type") == "file_search":
+            tools.append(file_search_tool(tool, provider))
         elif tool.get("type") == "agent" and (target := tool["params"]["agent_id"]) in built:
             # An agent used as a tool: the caller keeps the conversation and gets the other agent's answer back.
             tools.append(
@@ -293,9 +300,11 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
     ``resolve`` gives each row its model; it runs in the event loop that will run the agents.
     """
     built: dict[int, SDKAgent[RunContext]] = {}
+    providers: dict[int, Provider] = {}
     meter = UsageMeter()
     for agent_id, row in graph.agents.items():
         resolved = resolve(row)
+        providers[agent_id] = resolved.provider
         built[agent_id] = SDKAgent[RunContext](
             name=row.name,
             instructions=_instructions(row),
@@ -306,7 +315,7 @@ def build_sdk_graph(graph: Graph, resolve: Callable[[Agent], ResolvedModel]) -> 
         )
         meter.add(built[agent_id], row, resolved)
     for agent_id, row in graph.agents.items():
-        built[agent_id].tools = _tools(row, graph, built, meter)
+        built[agent_id].tools = _tools(row, graph, built, meter, providers[agent_id])
         built[agent_id].input_guardrails, built[agent_id].output_guardrails = _guardrails(row, graph, built, meter)
     for agent_id, edges in graph.handoffs.items():
         built[agent_id].handoffs = [

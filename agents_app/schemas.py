@@ -66,6 +66,28 @@ class HandoffIn(InputSchema):
     tool_description: str = Field("", max_length=1000)
 
 
+class FileSearchToolCreate(InputSchema):
+    vector_store_id: int | str = Field(
+        description="One of the workspace's knowledge bases, or an OpenAI vector store id (vs_...) for agents on "
+        "an OpenAI provider"
+    )
+    name: str | None = Field(None, pattern=r"^[a-zA-Z0-9_-]{1,64}$", description="Default: file_search")
+    description: str | None = Field(None, max_length=1000, description="Default: from the knowledge base")
+    max_results: int | None = Field(None, ge=1, le=50, description="Passages per search (default 3)")
+    similarity_threshold: float | None = Field(
+        None, ge=0, le=1, description="The least cosine similarity a passage needs (default: none)"
+    )
+
+
+class ToolOut(Schema):
+    id: str = Field(description="The tool's name: unique in its agent, it identifies it (/tools/{name}/...)")
+    agent_id: int
+    name: str
+    description: str
+    type: str
+    params: dict[str, Any]
+
+
 class HandoffOut(Schema):
     target_id: int
     target_name: str
@@ -239,6 +261,21 @@ class GuardrailTryOut(GuardrailVerdictOut):
     run_id: str | None = Field(description="The judging agent's run, when an agent judged")
 
 
+class CitationOut(Schema):
+    ref: int = Field(description="Its number, as the model was told to cite it ([1])")
+    store_id: int
+    store: str = Field(description="The knowledge base's name")
+    file_id: int
+    file: str = Field(description="The file's original name")
+    position: int = Field(description="The chunk's position in its file")
+    page: int | None = Field(None, description="PDF: the page")
+    sheet: str | None = Field(None, description="XLSX: the sheet")
+    heading: list[str] | None = Field(None, description="The headings above the passage, outermost first")
+    chunk_id: int
+    snippet: str = Field(description="The start of the passage found")
+    score: float = Field(description="Its score in the search that found it")
+
+
 class AgentRunResponse(Schema):
     run_id: str = Field(description="The run's id, as a string (the spec's type); GET /runs/{run_id} takes it")
     status: str
@@ -253,6 +290,7 @@ class AgentRunResponse(Schema):
     guardrail_triggered: GuardrailVerdictOut | None = Field(
         description='The guardrail that blocked the run (status "blocked"); its message is the output'
     )
+    citations: list[CitationOut] = Field(description="What the run's file search tools found, numbered")
 
 
 class RunQueuedOut(Schema):
@@ -300,6 +338,7 @@ class RunDetailOut(RunOut):
     new_items: list[dict[str, Any]]
     metadata: dict[str, Any]
     guardrails: list[GuardrailVerdictOut] = Field(description="Every guardrail check of the run, in order")
+    citations: list[CitationOut] = Field(description="What the run's file search tools found, numbered")
 
 
 class RunFilter(QuerySchema):

@@ -11,6 +11,7 @@ from jsonschema.exceptions import SchemaError
 
 from accounts_app.actor import Actor
 from agents_app.exceptions import ConflictError, InvalidInputError, NotFoundError
+from agents_app.file_search import is_hosted, store_ids
 from agents_app.models import Agent, AgentContext, AgentHandoff
 from agents_app.selectors import agent_get, context_get
 from agents_app.tool_specs import (
@@ -22,8 +23,11 @@ from agents_app.tool_specs import (
     split_secrets,
 )
 from config.db import save_or_field_error
+from knowledge_app.models import VectorStore
+from knowledge_app.selectors import visible_stores
 from providers_app.models import Provider
 from providers_app.runtime import clean_model_settings
+from providers_app.selectors import provider_for_run
 
 _TOOL_NAME = re.compile(TOOL_NAME)
 AGENT_FIELDS = {
@@ -124,6 +128,39 @@ def _agent_references_problems(agent: Agent) -> dict[str, str]:
     return problems
 
 
+def _store_references_problems(actor: Actor, agent: Agent, before: list[dict[str, Any]]) -> dict[str, str]:
+    """Return a problem per file_search tool that names a knowledge base the actor cannot see (another
+    workspace's, or another member's private one it did not already use), or an OpenAI vector store while
+    the agent runs on a provider that cannot search one."""
+    problems: dict[str, str] = {}
+    found = store_ids(agent.tools or [])
+    if found:
+        wanted = set(found.values())
+        visible = set(visible_stores(actor=actor).filter(pk__in=wanted).values_list("pk", flat=True))
+        existing = set(
+            VectorStore.objects.filter(workspace=agent.workspace, pk__in=wanted).values_list("pk", flat=True)
+        )
+        kept = set(store_ids(before).values()) & existing  # saved by someone who could see it
+        for path, store_id in found.items():
+            if store_id not in visible and store_id not in kept:
+                problems[path] = f"No knowledge base with id {store_id} in this workspace."
+    hosted = [
+        (i, tool)
+        for i, tool in enumerate(agent.tools or [])
+        if tool.get("type") == "file_search" and is_hosted(tool["params"])
+    ]
+    if hosted:
+        provider = agent.provider or provider_for_run(workspace=agent.workspace)
+        if not provider.uses_responses_api:
+            for i, _tool in hosted:
+                problems[f"tools.{i}.params.vector_store_id"] = (
+                    f"An OpenAI vector store can only be searched by an agent on an OpenAI provider; this agent "
+                    f"runs on {provider.name!r} ({provider.type}). Give the id of one of the workspace's knowledge "
+                    "bases instead."
+                )
+    return problems
+
+
 def gives_verdict(output_type: Any) -> bool:
     """Return whether an agent's output schema makes its answers guardrail verdicts (a boolean
     ``tripwire_triggered`` property)."""
@@ -167,6 +204,7 @@ def agent_create(*, actor: Actor, name: str, **values: Any) -> Agent:
     provider = _provider_in_workspace(actor, values.pop("provider_id", None), fields)
     agent = Agent(workspace=actor.workspace, name=name, provider=provider, created_by=actor.user, **values)
     _validate(agent, fields)
+    fields.update(_store_references_problems(actor, agent, []))
     return _save(agent, fields)
 
 
@@ -182,6 +220,7 @@ def agent_update(*, actor: Actor, agent_id: int, changes: dict[str, Any]) -> Age
         raise InvalidInputError("Unknown fields.", fields=dict.fromkeys(sorted(unknown), "Unknown field."))
     agent = agent_get(actor=actor, agent_id=agent_id)
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    before = list(agent.tools or [])
     fields: dict[str, str] = {}
     for key, value in changes.items():
         if key == "provider_id":
@@ -189,6 +228,7 @@ def agent_update(*, actor: Actor, agent_id: int, changes: dict[str, Any]) -> Age
         else:
             setattr(agent, key, value if value is not None or key == "output_type" else getattr(agent, key))
     _validate(agent, fields)
+    fields.update(_store_references_problems(actor, agent, before))
     _save(agent, fields)
     agent.refresh_from_db()
     return agent
@@ -203,6 +243,57 @@ def agent_set_model(
         agent_id=agent_id,
         changes={"provider_id": provider_id, "model": model, "model_settings": model_settings or {}},
     )
+
+
+@transaction.atomic
+def file_search_tool_add(
+    *,
+    actor: Actor,
+    agent_id: int,
+    vector_store_id: int | str,
+    name: str | None = None,
+    description: str | None = None,
+    max_results: int | None = None,
+    similarity_threshold: float | None = None,
+) -> dict[str, Any]:
+    """Give an agent a ``file_search`` tool over a knowledge base (or an OpenAI vector store, ``vs_...``).
+    Returns the tool as stored.
+
+    The name defaults to ``file_search`` (``file_search_2``... when taken), the description to the store's.
+    Raises NotFoundError (no such agent, or a knowledge base the actor cannot see), PermissionDeniedError and
+    InvalidInputError (a taken name, bad limits, an OpenAI store for an agent not on OpenAI).
+    """
+    actor.require_write()
+    agent = agent_get(actor=actor, agent_id=agent_id)
+    if isinstance(vector_store_id, str) and vector_store_id.strip().isdigit():
+        vector_store_id = int(vector_store_id)
+    if isinstance(vector_store_id, int):
+        store = visible_stores(actor=actor).filter(pk=vector_store_id).first()
+        if store is None:
+            raise NotFoundError("Vector store not found.")
+        default_description = f"Search the knowledge base {store.name!r} for passages that answer a question." + (
+            f" It holds: {store.description}" if store.description else ""
+        )
+    else:
+        default_description = f"Search the OpenAI vector store {vector_store_id} for passages that answer."
+    taken = {tool.get("name") for tool in agent.tools or []}
+    if not name:
+        name = next(n for n in ("file_search", *(f"file_search_{i}" for i in range(2, 100))) if n not in taken)
+    elif name in taken:
+        raise InvalidInputError(
+            "The tool could not be added.", fields={"name": f"The agent has a tool named {name!r}."}
+        )
+    params: dict[str, Any] = {"vector_store_id": vector_store_id, "max_num_results": max_results or 3}
+    if similarity_threshold is not None:
+        params["similarity_threshold"] = similarity_threshold
+    tool = {
+        "name": name,
+        "description": (description or default_description)[:1000],
+        "type": "file_search",
+        "params": params,
+    }
+    updated = agent_update(actor=actor, agent_id=agent.pk, changes={"tools": [*(agent.tools or []), tool]})
+    return next(t for t in updated.tools if t["name"] == name)
 
 
 @transaction.atomic

@@ -160,10 +160,32 @@ class WebSearchParams(InputSchema):
     search_context_size: Literal["low", "medium", "high"] = "medium"
 
 
+OPENAI_STORE_ID = r"^vs_[A-Za-z0-9_-]{1,100}$"
+
+
 class FileSearchParams(InputSchema):
-    vector_store_id: int | str = Field(description="The knowledge base to search")
+    vector_store_id: int | str = Field(
+        description="The id of one of the workspace's knowledge bases, or of an OpenAI vector store (vs_...: "
+        "searched by OpenAI's hosted tool, for agents on an OpenAI provider)"
+    )
     max_num_results: int = Field(3, ge=1, le=50)
     similarity_threshold: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("vector_store_id")
+    @classmethod
+    def _store_id(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError("Give the id of one of the workspace's knowledge bases.")
+            return value
+        if not re.fullmatch(OPENAI_STORE_ID, value):
+            raise ValueError(
+                "Give the id of one of the workspace's knowledge bases (a number) or of an OpenAI vector store "
+                "(vs_...)."
+            )
+        return value
 
 
 class ComputerParams(InputSchema):

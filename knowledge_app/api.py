@@ -78,6 +78,15 @@ def file_get(request: HttpRequest, file_id: int) -> dict[str, Any]:
     return file_out(ingestion.file_get(actor=request_actor(request), file_id=file_id))
 
 
+@files_router.post(
+    "/{file_id}/reingest",
+    response={202: FileOut},
+    summary="Process a processed or failed file again (its chunks are replaced when the new ones are ready)",
+)
+def file_reingest(request: HttpRequest, file_id: int) -> Status:
+    return Status(202, file_out(ingestion.file_reingest(actor=request_actor(request), file_id=file_id)))
+
+
 @files_router.delete("/{file_id}", response={204: None}, summary="Delete a file, its chunks and its stored object")
 def file_delete(request: HttpRequest, file_id: int) -> Status:
     ingestion.file_delete(actor=request_actor(request), file_id=file_id)

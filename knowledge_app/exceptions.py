@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from config.errors import ApplicationError, InvalidInputError, NotFoundError
+from config.errors import ApplicationError, ConflictError, InvalidInputError, NotFoundError
 
-__all__ = ["ApplicationError", "InvalidInputError", "NotFoundError"]
+__all__ = ["ApplicationError", "ConflictError", "InvalidInputError", "NotFoundError"]

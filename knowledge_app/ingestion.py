@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts_app.actor import Actor
 from knowledge_app.chunking import split
-from knowledge_app.exceptions import InvalidInputError, NotFoundError
+from knowledge_app.exceptions import ConflictError, InvalidInputError, NotFoundError
 from knowledge_app.extraction import ExtractionError, detect_type, extract
 from knowledge_app.models import Chunk, File, FileStatus, VectorStore
 from knowledge_app.selectors import store_get, visible_stores
@@ -114,10 +114,32 @@ def file_upload(
 
 
 def queue_ingestion(file_id: int) -> None:
-    """Hand a file to a worker."""
+    """Hand a file to a worker. Never raises: with the broker down, the file stays queued and the beat sweep
+    (``resume_stuck_files``) hands it over once the broker is back; the upload itself has succeeded."""
     from knowledge_app.tasks import knowledge_ingest
 
-    knowledge_ingest.delay(file_id)
+    try:
+        knowledge_ingest.delay(file_id)
+    except Exception as exc:  # kombu's connection errors vary by transport
+        logger.warning("File %s stays queued: the broker refused it (%s)", file_id, type(exc).__name__)
+
+
+def file_reingest(*, actor: Actor, file_id: int) -> File:
+    """Process a processed or failed file again (members and above): its chunks are replaced only when the new
+    ones are written, so it stays searchable meanwhile. Returns the file, queued.
+
+    Raises NotFoundError, PermissionDeniedError and ConflictError (it is queued or being processed already).
+    """
+    found = file_get(actor=actor, file_id=file_id)
+    actor.require_write()
+    changed = File.objects.filter(pk=found.pk, status__in=[FileStatus.PROCESSED, FileStatus.ERROR]).update(
+        status=FileStatus.QUEUED, progress=0, message="", attempts=0, updated_at=timezone.now()
+    )
+    if not changed:
+        raise ConflictError("The file is queued or being processed already.", code="file_busy")
+    transaction.on_commit(lambda: queue_ingestion(found.pk))
+    found.refresh_from_db()
+    return found
 
 
 def file_delete(*, actor: Actor, file_id: int) -> None:

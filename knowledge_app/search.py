@@ -137,10 +137,16 @@ def _fuse(vector: list[Hit], keyword: list[Hit], limit: int) -> list[Hit]:
     return sorted(fused.values(), key=lambda h: (-h.score, h.chunk_id))[:limit]
 
 
-def search(
+def search(*, actor: Actor, store_id: int, **options: Any) -> list[Hit]:
+    """Return the chunks of a store the actor may see that best answer ``options["text"]`` (``search_store``'s
+    options), logged as the actor's search. Raises NotFoundError and InvalidInputError."""
+    return search_store(store_get(actor=actor, store_id=store_id), user=actor.user, **options)
+
+
+def search_store(
+    store: VectorStore,
     *,
-    actor: Actor,
-    store_id: int,
+    user: Any,
     text: str,
     max_results: int = 5,
     mode: str = "hybrid",
@@ -149,13 +155,13 @@ def search(
     embedding_model: str | None = None,
     run_id: int | None = None,
 ) -> list[Hit]:
-    """Return the store's chunks that best answer ``text``, best first, and log the search.
+    """Return the store's chunks that best answer ``text``, best first, and log the search (``user``: who
+    searched; None for an agent, whose search is logged with its ``run_id``).
 
     ``filter``: metadata the chunks must contain (``{"file_name": "guide.md"}``, ``{"page": 2}``).
     ``similarity_threshold``: the least cosine similarity a chunk needs (vector and hybrid modes). Raises
-    NotFoundError and InvalidInputError.
+    InvalidInputError.
     """
-    store = store_get(actor=actor, store_id=store_id)
     fields: dict[str, str] = {}
     text = (text or "").strip()
     if not text:
@@ -195,7 +201,7 @@ def search(
     SearchLog.objects.create(
         workspace=store.workspace,
         store=store,
-        user=actor.user,
+        user=user,
         run_id=run_id,
         query=text,
         mode=mode,

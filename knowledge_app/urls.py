@@ -1,29 +1,17 @@
 from django.urls import path
 
-from config.sections import section_index
+from knowledge_app import views
 
 app_name = "knowledge"
 
 urlpatterns = [
-    path(
-        "",
-        section_index(
-            title="Knowledge",
-            lead="Knowledge bases hold your documents, split and embedded for agents to search.",
-            icon="▤",
-            empty_title="No knowledge bases yet",
-            empty_text=(
-                "Upload PDFs, Word files, spreadsheets or web pages into a knowledge base, and give agents "
-                "a search tool over it."
-            ),
-            empty_hint="Embeddings use the bundled local model by default, so nothing leaves this server.",
-            coming=(
-                "Coming next: uploads split and embedded into pgvector in the background, a search tool for "
-                "agents, and the same API under /api/v1/knowledge."
-            ),
-            action_url="/agents/",
-            action_label="Build agents meanwhile",
-        ),
-        name="index",
-    ),
+    path("", views.store_list, name="index"),
+    path("new/", views.store_add, name="add"),
+    path("<int:store_id>/", views.store_detail, name="store"),
+    path("<int:store_id>/edit/", views.store_edit, name="edit"),
+    path("<int:store_id>/delete/", views.store_delete, name="delete"),
+    path("<int:store_id>/upload/", views.file_upload, name="upload"),
+    path("<int:store_id>/search/", views.store_search, name="search"),
+    path("<int:store_id>/files/<int:file_id>/delete/", views.file_delete, name="file_delete"),
+    path("<int:store_id>/files/<int:file_id>/reingest/", views.file_reingest, name="file_reingest"),
 ]

@@ -26,6 +26,7 @@ from agents_app.runs.lifecycle import start_run
 from agents_app.services import agent_create, context_create, handoff_add
 from config.api import api
 from knowledge_app.ingestion import file_upload
+from knowledge_app.models import File
 from knowledge_app.services import store_create
 from providers_app.services import provider_create
 from tests.conftest import SUMMARY
@@ -109,6 +110,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "file_upload": {"multipart": {"vector_store_id": "{vector_store_id}"}, "has_object": True},
     "file_get": {},
     "file_delete": {},
+    "file_reingest": {},
+    "file_search_tool_add": {"body": {"vector_store_id": "{vector_store_id}"}},
 }
 
 # Pages with an object in their path, by URL name: "get" pages show it, "post" pages change it.
@@ -135,6 +138,17 @@ PAGES: dict[str, dict[str, Any]] = {
     "member_remove": {"method": "post", "role": "admin"},
     "invitation_cancel": {"method": "post", "role": "admin"},
     "token_revoke": {"method": "post", "only": "owner of the token"},
+    "knowledge:store": {"method": "get"},
+    "knowledge:edit": {"method": "get", "role": "member"},
+    "knowledge:delete": {"method": "post"},
+    "knowledge:upload": {"method": "post"},
+    "knowledge:search": {
+        "method": "post",
+        "data": {"text": "knowledge", "mode": "keyword", "max_results": 5},
+        "role": "viewer",
+    },
+    "knowledge:file_delete": {"method": "post"},
+    "knowledge:file_reingest": {"method": "post"},
 }
 # Addressed by a secret, not by a workspace's object: the link works for whoever holds it.
 NOT_WORKSPACE_OBJECTS = {"accounts:invitation_accept_link"}
@@ -167,6 +181,7 @@ def world(team, outsider, settings, tmp_path) -> World:
     store = store_create(actor=team, name="KB")
     settings.MEDIA_ROOT = tmp_path / "media"
     stored, _ = file_upload(actor=team, store_id=store.pk, name="kb.txt", content=ContentFile(b"Knowledge."))
+    File.objects.filter(pk=stored.pk).update(status="error", message="x")  # so it may be processed again
     provider = provider_create(actor=team, type="openai", name="P", api_key="sk-team", is_default=False)
     run = async_to_sync(start_run)(actor=team, agent_id=alpha.pk, message="Hi")
     AgentRun.objects.filter(pk=run.run.pk).update(status="failed", error="x", error_code="x")
@@ -192,6 +207,7 @@ def world(team, outsider, settings, tmp_path) -> World:
         "name": "echo",
         "kind": "input",
         "vector_store_id": store.pk,
+        "store_id": store.pk,
         "file_id": stored.pk,
     }
     actors: dict[str, Actor | None] = {
@@ -320,6 +336,7 @@ REFERENCES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("post", "/api/v1/agents/{agent_id}/run", "provider_id", {"message": "Hi"}),
     ("put", "/api/v1/traces/forwarding", "openai_provider_id", {}),
     ("post", "/api/v1/vector-stores", "embedding_provider_id", {"name": "Theirs"}),
+    ("post", "/api/v1/agents/{agent_id}/file-search-tool", "vector_store_id", {}),
 ]
 
 
@@ -338,6 +355,7 @@ def foreign(outsider) -> dict[str, int]:
         "agent_id": agent.pk,
         "context_id": context.pk,
         "conversation_id": conversation.pk,
+        "vector_store_id": store_create(actor=outsider, name="Theirs").pk,
     }
 
 
@@ -355,9 +373,11 @@ def test_another_workspaces_object_in_a_body_is_refused(world, foreign, method, 
     assert not Agent.objects.filter(workspace=world.team.workspace, handoffs__pk=foreign["target_id"]).exists()
 
 
-# The agent ids inside an agent's tools and guardrails (agents_app.tool_specs.referenced_agent_ids).
+# The agent and knowledge base ids inside an agent's tools and guardrails (agents_app.tool_specs.referenced_agent_ids,
+# agents_app.file_search.store_ids).
 NESTED_REFERENCES = [
     ("tools", {"type": "agent", "name": "t", "params": {}}, "params", "tools.0.params.agent_id"),
+    ("tools", {"type": "file_search", "name": "t", "params": {}}, "params", "tools.0.params.vector_store_id"),
     (
         "input_guardrails",
         {"name": "g", "implementation": "agent", "config": {}},
@@ -375,11 +395,12 @@ NESTED_REFERENCES = [
 
 @pytest.mark.parametrize(("key", "entry", "part", "field"), NESTED_REFERENCES)
 @pytest.mark.parametrize("method", ["post", "patch"])
-def test_an_agent_tool_or_judge_naming_another_workspaces_agent_is_refused(
+def test_an_agent_tool_or_judge_naming_another_workspaces_object_is_refused(
     world, foreign, key, entry, part, field, method
 ):
     client = Client(headers={"Authorization": f"Bearer {api_token_create(actor=world.team, name='ref').raw}"})
-    body = {"name": "Tooled", key: [{**entry, part: {"agent_id": foreign["agent_id"]}}]}
+    reference = field.rsplit(".", 1)[1]
+    body = {"name": "Tooled", key: [{**entry, part: {reference: foreign[reference]}}]}
     url = "/api/v1/agents" if method == "post" else f"/api/v1/agents/{world.ids['agent_id']}"
     before = Agent.objects.get(pk=world.ids["agent_id"]).version
     response = getattr(client, method)(url, data=json.dumps(body), content_type="application/json")

@@ -31,6 +31,7 @@ def answer_fields(run: AgentRun) -> dict[str, Any]:
         "last_agent": run.last_agent_name,
         "guardrails": run.guardrails or [],
         "guardrail_triggered": run.guardrail_triggered,
+        "citations": run.citations or [],
     }
 
 

@@ -122,6 +122,7 @@ async def end_run(
         usage=usage,
         cost=cost,
         verdicts=active.context.verdicts,
+        citations=active.context.citations,
         failure=failure,
         cancelled=cancelled,
         blocked=blocked,

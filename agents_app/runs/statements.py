@@ -228,6 +228,7 @@ END_FIELDS = (
     "error",
     "error_code",
     "guardrails",
+    "citations",
 )
 
 
@@ -274,6 +275,7 @@ def end_statement(
     usage: dict[str, Any],
     cost: Decimal,
     verdicts: list[dict[str, Any]] | None = None,
+    citations: list[dict[str, Any]] | None = None,
     failure: ApplicationError | None = None,
     cancelled: bool = False,
     blocked: Blocked | None = None,
@@ -284,14 +286,16 @@ def end_statement(
     turn (``run.input`` and what the run produced) and settles the credits at ``cost``; ``blocked`` (a guardrail
     tripped) records its message as the output, keeps the turn only for a blocked output, and settles at
     ``cost`` (what was really asked of models); failure and cancellation refund them. ``verdicts``: every
-    guardrail check. The statement returns one row: whether it claimed the run (1 or 0: only an
-    unfinished run is claimed, so ending twice changes nothing) and how many credit entries it wrote.
+    guardrail check; ``citations``: what its file searches found. The statement returns one row: whether it
+    claimed the run (1 or 0: only an unfinished run is claimed, so ending twice changes nothing) and how many
+    credit entries it wrote.
     """
     now = timezone.now()
     run.finished_at = now
     run.duration_ms = int((now - run.started_at).total_seconds() * 1000) if run.started_at else None
     run.usage = usage
     run.guardrails = verdicts or []
+    run.citations = citations or []
     if result is not None:
         run.new_items = to_json([item.to_input_item() for item in result.new_items])
         run.last_agent_name = result.last_agent.name if result.last_agent else ""

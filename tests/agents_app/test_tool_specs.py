@@ -10,6 +10,7 @@ import pytest
 
 from agents_app.models import Agent
 from agents_app.services import agent_create
+from knowledge_app.services import store_create
 from tests.accounts_app.test_api import assert_error, post
 
 ENDPOINT = "https://tools.example.com/lookup"
@@ -36,14 +37,18 @@ VALID_TOOLS = [
         },
     },
     {"name": "web", "description": "Search the web.", "type": "web_search", "params": {"max_search_results": 3}},
-    {"name": "docs", "description": "Search docs.", "type": "file_search", "params": {"vector_store_id": "vs_1"}},
     {"name": "computer", "description": "A computer.", "type": "computer", "params": {"read_only": True}},
 ]
 
 
 def test_every_tool_type_is_stored_as_sent(team, api_client):
     helper = agent_create(actor=team, name="Helper")
-    tools = [*VALID_TOOLS, {"name": "ask", "description": "Ask.", "type": "agent", "params": {"agent_id": helper.pk}}]
+    store = store_create(actor=team, name="Docs")
+    tools = [
+        *VALID_TOOLS,
+        {"name": "docs", "description": "Search docs.", "type": "file_search", "params": {"vector_store_id": store.pk}},
+        {"name": "ask", "description": "Ask.", "type": "agent", "params": {"agent_id": helper.pk}},
+    ]
     created = post(api_client(team), "/api/v1/agents", {"name": "Tooled", "tools": tools})
     assert created.status_code == 201, created.content
     assert created.json()["tools"] == tools  # nothing added, nothing dropped
