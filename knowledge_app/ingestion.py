@@ -234,15 +234,17 @@ def _claim(file_id: int) -> Claim | None:
     return Claim(file=found, store=found.store, attempt=found.attempts)
 
 
-def _progress(file_id: int, percent: int) -> None:
-    File.objects.filter(pk=file_id, status=FileStatus.PROCESSING).update(progress=percent)
+def _progress(file_id: int, percent: int, attempt: int) -> None:
+    File.objects.filter(pk=file_id, status=FileStatus.PROCESSING, attempts=attempt).update(progress=percent)
 
 
-def fail(file_id: int, message: str) -> None:
-    """End a file in error with ``message`` (never left processing)."""
-    File.objects.filter(pk=file_id).exclude(status=FileStatus.PROCESSED).update(
-        status=FileStatus.ERROR, message=message[:2000], progress=0
-    )
+def fail(file_id: int, message: str, attempt: int | None = None) -> None:
+    """End a file in error with ``message`` (never left processing). With ``attempt`` (a claim's token), only
+    while that claim is the file's latest: a superseded claim's failure must not end a later one's work."""
+    found = File.objects.filter(pk=file_id).exclude(status=FileStatus.PROCESSED)
+    if attempt is not None:
+        found = found.filter(attempts=attempt)
+    found.update(status=FileStatus.ERROR, message=message[:2000], progress=0)
 
 
 def ingest(file_id: int) -> str:
@@ -265,8 +267,8 @@ def ingest(file_id: int) -> str:
             overlap=store.chunk_overlap if upload.chunk_overlap is None else upload.chunk_overlap,
             unit=store.chunk_unit,
         )
-        _progress(file_id, 10)
-        vectors = asyncio.run(_embed(store, [p.text for p in pieces], file_id))
+        _progress(file_id, 10, claim.attempt)
+        vectors = asyncio.run(_embed(store, [p.text for p in pieces], file_id, claim.attempt))
         ensure_store_index(store)
         with transaction.atomic():
             # A later claim of the same file (a duplicate delivery) wins; this one leaves the writing to it.
@@ -293,19 +295,20 @@ def ingest(file_id: int) -> str:
             )
         return FileStatus.PROCESSED
     except ExtractionError as exc:
-        fail(file_id, str(exc))
+        fail(file_id, str(exc), claim.attempt)
     except TRANSIENT:
         raise
     except openai.OpenAIError as exc:
         provider = store.embedding_provider
-        fail(file_id, describe_failure(exc, provider).message if provider else f"Embedding failed: {exc}")
+        message = describe_failure(exc, provider).message if provider else f"Embedding failed: {exc}"
+        fail(file_id, message, claim.attempt)
     except Exception as exc:
         logger.exception("Ingesting file %s failed", file_id)
-        fail(file_id, f"The file could not be processed ({type(exc).__name__}).")
+        fail(file_id, f"The file could not be processed ({type(exc).__name__}).", claim.attempt)
     return FileStatus.ERROR
 
 
-async def _embed(store: VectorStore, texts: list[str], file_id: int) -> list[Any]:
+async def _embed(store: VectorStore, texts: list[str], file_id: int, attempt: int) -> list[Any]:
     """Return the texts' vectors, embedded in batches; progress goes from 10 to 90 percent."""
     from config.db import db_call
 
@@ -320,7 +323,8 @@ async def _embed(store: VectorStore, texts: list[str], file_id: int) -> list[Any
                     f"{store.dimensions}. Create a new store for it."
                 )
             vectors.extend(result.vectors)
-            await db_call(_progress, file_id, 10 + 80 * min(start + EMBED_BATCH, len(texts)) // max(len(texts), 1))
+            done = 10 + 80 * min(start + EMBED_BATCH, len(texts)) // max(len(texts), 1)
+            await db_call(_progress, file_id, done, attempt)
     finally:
         await close_clients_for_running_loop()
     return vectors

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -27,16 +28,22 @@ def database_url_for_tests() -> str:
     return f"postgresql://{db['USER']}{password}@{host or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+@dataclass
+class Worker:
+    queue: str
+    process: subprocess.Popen[bytes]
+
+
 @contextmanager
-def celery_worker_process(log_path: Path) -> Iterator[str]:
-    """Start ``celery worker`` on a fresh queue; yields the queue name; stops the worker on exit.
+def celery_worker_process(log_path: Path, queue: str | None = None) -> Iterator[Worker]:
+    """Start ``celery worker`` on a fresh queue (or ``queue``: another worker's); yields it; stops it on exit.
 
     Tasks sent by the test process go to that queue (the app's default queue is switched for the
     duration), so a developer's own worker on the same broker never steals them.
     """
     from config.celery import app
 
-    queue = f"test-{uuid.uuid4().hex[:10]}"
+    queue = queue or f"test-{uuid.uuid4().hex[:10]}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings_test",
@@ -80,7 +87,7 @@ def celery_worker_process(log_path: Path) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"The Celery worker did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.1)
-        yield queue
+        yield Worker(queue=queue, process=process)
     finally:
         app.conf.task_default_queue = previous_queue
         process.terminate()

@@ -3,12 +3,17 @@ metadata and embeddings, the store's own HNSW index, duplicates, bad files, dele
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
 from datetime import timedelta
 
+import boto3
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.test import override_settings
 from django.utils import timezone
 
 from knowledge_app.ingestion import MAX_ATTEMPTS, resume_stuck_files, store_index_name
@@ -16,6 +21,7 @@ from knowledge_app.models import Chunk, File
 from knowledge_app.services import store_create
 from knowledge_app.tasks import knowledge_ingest
 from tests.knowledge_app.files import BILLION_LAUGHS, make_docx, make_pdf, replace_part
+from tests.workers import celery_worker_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,6 +101,121 @@ def test_a_redelivered_task_ends_with_exactly_one_set_of_chunks(team, api_client
     assert File.objects.get(pk=file_id).attempts == 2
     pages = sorted(c.metadata["page"] for c in Chunk.objects.filter(file_id=file_id))
     assert pages == [1, 2]
+
+
+def long_text(paragraphs: int) -> bytes:
+    """Return a text of distinct paragraphs, long enough to keep a worker embedding for a few seconds."""
+    words = [
+        "apple",
+        "river",
+        "stone",
+        "cloud",
+        "maple",
+        "harbor",
+        "lantern",
+        "meadow",
+        "copper",
+        "violet",
+        "thunder",
+        "orchard",
+    ]
+    lines = [
+        f"Paragraph {n}: the {words[n % 12]} near the {words[(n * 7) % 12]} was counted {n} times by the keeper."
+        for n in range(paragraphs)
+    ]
+    return "\n\n".join(lines).encode()
+
+
+def wait_for_progress(file_id: int, least: int = 20) -> None:
+    deadline = time.monotonic() + 60
+    while not File.objects.filter(pk=file_id, status="processing", progress__gte=least).exists():
+        assert time.monotonic() < deadline, File.objects.get(pk=file_id).status
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_file_is_replaced_and_the_file_ends_with_one_set_of_chunks(
+    team, api_client, media, tmp_path, transactional_db
+):
+    store = store_create(actor=team, name="Big", chunk_size=120, chunk_overlap=0)
+    client = api_client(team)
+    with celery_worker_process(tmp_path / "first.log") as first:
+        file_id = upload(client, store.pk, "big.txt", long_text(3000)).json()["id"]
+        wait_for_progress(file_id)
+        first.process.send_signal(signal.SIGKILL)  # no warm shutdown, no acknowledgement, no clean-up
+        first.process.wait(timeout=10)
+    stuck = File.objects.get(pk=file_id)
+    assert (stuck.status, stuck.attempts) == ("processing", 1)
+    assert not Chunk.objects.filter(file_id=file_id).exists()  # nothing half-written
+    with celery_worker_process(tmp_path / "second.log", queue=first.queue):
+        # The broker would redeliver only after its visibility timeout; the beat's sweep hands the file back.
+        assert resume_stuck_files(now=timezone.now() + timedelta(hours=3)) == (1, 0)
+        body = wait(client, file_id)
+    assert body["status"] == "processed"
+    done = File.objects.get(pk=file_id)
+    positions = list(Chunk.objects.filter(file_id=file_id).order_by("position").values_list("position", flat=True))
+    assert positions == list(range(done.chunk_count))
+    assert done.chunk_count > 1000
+    assert done.attempts == 2
+
+
+def test_a_superseded_claim_leaves_the_writing_to_the_latest(team, api_client, media, tmp_path, transactional_db):
+    store = store_create(actor=team, name="Big", chunk_size=120, chunk_overlap=0)
+    client = api_client(team)
+    with (
+        celery_worker_process(tmp_path / "first.log") as first,
+        celery_worker_process(tmp_path / "second.log", queue=first.queue),
+    ):
+        file_id = upload(client, store.pk, "big.txt", long_text(2000)).json()["id"]
+        wait_for_progress(file_id)
+        # As if the first worker were lost: the file goes to the second while the first still embeds it.
+        assert resume_stuck_files(now=timezone.now() + timedelta(hours=3)) == (1, 0)
+        body = wait(client, file_id)
+        deadline = time.monotonic() + 60
+        while "superseded" not in (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text():
+            assert time.monotonic() < deadline, "the first claim never finished"
+            time.sleep(0.2)
+    assert body["status"] == "processed"
+    done = File.objects.get(pk=file_id)
+    assert done.attempts == 2
+    positions = list(Chunk.objects.filter(file_id=file_id).order_by("position").values_list("position", flat=True))
+    assert positions == list(range(done.chunk_count))
+
+
+@contextlib.contextmanager
+def broker_down():
+    """Point this process's Celery at a port nothing listens on, as when the broker is down."""
+    from kombu import pools
+
+    from config.celery import app
+
+    def reconnect(url: str) -> None:
+        # Celery and kombu keep connection and producer pools built from the broker URL.
+        pools.reset()
+        app.conf.update(broker_url=url)
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    before = app.conf.broker_url
+    reconnect("redis://127.0.0.1:9/0")
+    try:
+        yield
+    finally:
+        reconnect(before)
+
+
+def test_an_upload_while_the_broker_is_down_is_kept_and_handed_over_later(
+    team, api_client, media, tmp_path, transactional_db
+):
+    store = store_create(actor=team, name="Help")
+    client = api_client(team)
+    with broker_down():
+        response = upload(client, store.pk, "guide.md", GUIDE)
+    assert response.status_code == 201, response.content  # the upload is not lost, and no 500
+    file_id = response.json()["id"]
+    assert File.objects.get(pk=file_id).status == "queued"
+    with celery_worker_process(tmp_path / "worker.log"):
+        assert resume_stuck_files(now=timezone.now() + timedelta(hours=2)) == (1, 0)
+        assert wait(client, file_id)["status"] == "processed"
 
 
 @pytest.mark.parametrize(
@@ -181,3 +302,44 @@ def test_deleting_a_store_removes_its_files_objects_and_index(team, api_client, 
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s", [store_index_name(store.pk)])
         assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.slow
+def test_with_s3_settings_files_are_stored_ingested_and_deleted_in_the_bucket(
+    team, api_client, s3_server, monkeypatch, tmp_path, transactional_db
+):
+    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+    s3 = boto3.client("s3", endpoint_url=s3_server, **credentials)
+    s3.create_bucket(Bucket="knowledge")
+    env = {
+        "AWS_STORAGE_BUCKET_NAME": "knowledge",
+        "AWS_S3_ENDPOINT_URL": s3_server,
+        "AWS_S3_REGION_NAME": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the worker's settings read them
+    options = {
+        "bucket_name": "knowledge",
+        "endpoint_url": s3_server,
+        "region_name": "us-east-1",
+        "access_key": "testing",
+        "secret_key": "testing",
+        "default_acl": None,
+        "file_overwrite": False,
+    }
+    storages = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}}
+    store = store_create(actor=team, name="Help", chunk_size=200, chunk_overlap=0)
+    client = api_client(team)
+    with override_settings(STORAGES=storages), celery_worker_process(tmp_path / "worker.log"):
+        response = upload(client, store.pk, "../guide.md", GUIDE)
+        assert response.status_code == 201, response.content
+        file_id = response.json()["id"]
+        key = File.objects.get(pk=file_id).storage_key
+        assert key.startswith(f"workspaces/{team.workspace.pk}/files/")
+        assert s3.get_object(Bucket="knowledge", Key=key)["Body"].read() == GUIDE
+        assert wait(client, file_id)["status"] == "processed"
+        assert Chunk.objects.filter(file_id=file_id).count() >= 3
+        assert client.delete(f"/api/v1/files/{file_id}").status_code == 204
+    assert s3.list_objects_v2(Bucket="knowledge").get("KeyCount") == 0
