@@ -79,9 +79,12 @@ def _vector_hits(store: VectorStore, query: list[float], limit: int, where: str,
         with connection.cursor() as cursor:
             # Enough candidates for the limit; with a filter, keep scanning the graph until enough match
             # (pgvector 0.8's iterative scans; older versions lack the setting).
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(40, 2 * limit))])
+            candidates = max(40, 2 * limit)
             if where and _has_iterative_scans():
                 cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            elif where:
+                candidates = 1000  # older pgvector filters one pass of candidates: look at many more (its limit)
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(candidates)])
         rows = _rows(
             f"SELECT c.id, c.file_id, f.original_name, c.position, c.text, c.metadata, 1 - ({distance}) "  # noqa: S608
             f"FROM {_CHUNKS} c JOIN {_FILES} f ON f.id = c.file_id "

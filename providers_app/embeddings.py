@@ -127,14 +127,21 @@ class LocalEmbedder:
     batch_size = 64
 
     def embed_sync(self, texts: list[str]) -> EmbeddingResult:
-        """Embed in the calling thread (for Celery tasks and scripts)."""
+        """Embed in the calling thread (for Celery tasks and scripts); the vectors come back in ``texts``' order.
+
+        Batches hold texts of similar length: a batch is padded to its longest text, so mixing a section's
+        short last chunk with full ones nearly doubles the work (bench/ingest.py).
+        """
         _check_texts(texts)
         model = _MiniLM.get()
-        vectors: list[list[float]] = []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: list[list[float]] = [[] for _ in texts]
         tokens = 0
-        for start in range(0, len(texts), self.batch_size):
-            batch, used = model.encode(texts[start : start + self.batch_size])
-            vectors.extend(batch.astype(float).tolist())
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            batch, used = model.encode([texts[i] for i in chosen])
+            for i, vector in zip(chosen, batch.astype(float).tolist(), strict=True):
+                vectors[i] = vector
             tokens += used
         return EmbeddingResult(self.model, self.dimensions, vectors, tokens)
 

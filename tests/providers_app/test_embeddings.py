@@ -38,6 +38,14 @@ def test_local_model_is_offline_normalised_and_meaningful():
     assert result.tokens > 10
 
 
+def test_local_vectors_come_back_in_the_order_of_the_texts_whatever_their_lengths():
+    texts = [f"{'A long passage about rivers and their floods. ' * (i % 7 + 1)}Number {i}." for i in range(150)]
+    together = LocalEmbedder().embed_sync(texts).vectors  # batched by length, three batches
+    for i in (0, 5, 64, 149):
+        alone = LocalEmbedder().embed_sync([texts[i]]).vectors[0]
+        assert cosine(together[i], alone) > 0.999, i
+
+
 def test_local_model_batches_and_keeps_order():
     texts = [f"sentence number {i}" for i in range(150)]
     whole = LocalEmbedder().embed_sync(texts)
