@@ -125,6 +125,10 @@ def test_the_chat_page_shows_the_citations_under_the_answer(
     assert "page 2" in page
     assert "violet button" in page
     assert f"/knowledge/{store.pk}/?file=" in page
+    run_page = page_client(team).get(f"/agents/runs/{run_id}/").content.decode()
+    assert "Sources" in run_page
+    assert "zephyr.pdf" in run_page
+    assert "page 2" in run_page
 
 
 def test_file_search_tool_names_and_defaults(team, api, fake_provider):

@@ -176,11 +176,14 @@ class Command(BaseCommand):
             self._wait_until_up(url, web)
             if not options["no_worker"]:
                 self._wait_for_worker(worker_ready, children[-1])
-            self.stdout.write(self.style.SUCCESS(f"\nAgents Platform is running at {url}"))
+            # One write: whoever reads the output as it comes sees the address and the login together.
+            lines = [self.style.SUCCESS(f"\nAgents Platform is running at {url}")]
             if login:
-                self.stdout.write(f"Log in as: {login[0]} / {login[1]}")
-            self.stdout.write(f"Background worker on {broker}. {local_model}")
-            self.stdout.write(f"API docs: {url}api/v1/docs. Press Ctrl-C to stop.\n")
+                lines.append(f"Log in as: {login[0]} / {login[1]}")
+            lines.append(f"Background worker on {broker}. {local_model}")
+            lines.append(f"API docs: {url}api/v1/docs. Press Ctrl-C to stop.\n")
+            self.stdout.write("\n".join(lines))
+            self.stdout.flush()
             sys.stdout.flush()
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
