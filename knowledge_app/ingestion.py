@@ -66,7 +66,7 @@ def file_upload(
     Raises NotFoundError, PermissionDeniedError and InvalidInputError (empty or too large, chunking outside the
     store's limits, another embedding model than the store's). The client's name is kept for display only.
     """
-    store = store_get(actor=actor, store_id=store_id)
+    store = store_get(actor=actor, store_id=store_id, counts=False)
     actor.require_write()
     fields: dict[str, str] = {}
     if embedding_model and embedding_model != store.embedding_model:
