@@ -2,7 +2,7 @@
 
 Both sides call the same fast scripted model server (aiohttp, a separate process) and use one process
 for the system under test: one uvicorn worker for the platform (database, auth, credits, run records,
-conversation memory, traces; a plain token run like these is served by agents_app/hot_path.py), and one
+conversation memory, traces; a plain token run like these is served by the API hot path, config/hot_path.py), and one
 clean Python process for ``Runner.run`` (only the SDK imported, so its garbage collector walks no more
 than the SDK's own objects). The load for the platform comes from this process with aiohttp, which is
 much cheaper than a run. Results are printed as ratios; the targets are at least 0.5 of the raw

@@ -108,18 +108,14 @@ def captured_statement(store: Any, text: str, filter: dict[str, Any] | None) -> 
 
 def pgvector_alone(sql: str, params: list[Any], filtered: bool) -> float:
     """Run one captured statement as the service does (same session settings); return its time in ms."""
-    from django.db import connection, transaction
+    from django.db import transaction
 
-    from knowledge_app.search import _has_iterative_scans
+    from knowledge_app.search import _rows, _settle
 
-    with transaction.atomic(), connection.cursor() as cursor:
-        # As knowledge_app/search.py sets them for ten results.
-        if filtered and _has_iterative_scans():
-            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", ["200" if filtered else "100"])
+    with transaction.atomic():
+        _settle(" AND filtered" if filtered else "", 10, vector=True)  # as knowledge_app/search.py for ten results
         started = time.perf_counter()
-        cursor.execute(sql, params)
-        cursor.fetchall()
+        _rows(sql, params)
         return (time.perf_counter() - started) * 1000
 
 

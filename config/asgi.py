@@ -82,18 +82,21 @@ get_asgi_application()  # sets Django up (apps, settings, logging)
 
 
 def build_application(*, hot_path: bool | None = None) -> Lifespan:
-    """Return the ASGI application: Django, behind the run hot path (agents_app/hot_path.py, which serves plain
-    token runs on the event loop) unless ``hot_path`` (default: the RUN_HOT_PATH setting) is off.
+    """Return the ASGI application: Django, behind the API hot path (config/hot_path.py, which serves plain token
+    runs and searches on the event loop) unless ``hot_path`` (default: the API_HOT_PATH setting) is off.
 
     Raises ImproperlyConfigured when the hot path is on and MIDDLEWARE holds something it cannot honour.
     """
     from django.conf import settings
 
-    from agents_app.hot_path import RunHotPath  # needs the apps loaded by get_asgi_application
+    # These need the apps loaded by get_asgi_application.
+    from agents_app.hot_path import RUN_ROUTE
+    from config.hot_path import HotPath
+    from knowledge_app.hot_path import SEARCH_ROUTE
 
-    use_hot_path = settings.RUN_HOT_PATH if hot_path is None else hot_path
+    use_hot_path = settings.API_HOT_PATH if hot_path is None else hot_path
     django_app = ASGIHandler()  # its middleware chain reads the settings as they are now
-    app: Any = RunHotPath(django_app) if use_hot_path else django_app
+    app: Any = HotPath(django_app, [RUN_ROUTE, SEARCH_ROUTE]) if use_hot_path else django_app
     return Lifespan(ReusedRequestThreads(app))
 
 

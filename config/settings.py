@@ -313,6 +313,8 @@ LOCAL_MODEL_NAME = "smollm2"
 LOCAL_MODEL_PRICE_INPUT_PER_MILLION = env_str("LOCAL_MODEL_PRICE_INPUT_PER_MILLION", "0")
 LOCAL_MODEL_PRICE_OUTPUT_PER_MILLION = env_str("LOCAL_MODEL_PRICE_OUTPUT_PER_MILLION", "0")
 LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 1, minimum=1, maximum=64)
+# A search query's embedding (one short text, waited for): 2 threads take 6 ms to 4 ms (bench/search.py).
+LOCAL_QUERY_EMBEDDING_THREADS = env_int("LOCAL_QUERY_EMBEDDING_THREADS", 2, minimum=1, maximum=64)
 
 # --- Code sandbox ---------------------------------------------------------------------------------
 # User code (function tools and guardrails) runs only in a bubblewrap sandbox (sandbox/executor.py): the
@@ -343,8 +345,9 @@ RUN_RESERVATION_OUTPUT_TOKENS = env_int("RUN_RESERVATION_OUTPUT_TOKENS", 2048, m
 RUN_RESERVATION_TURNS = env_int("RUN_RESERVATION_TURNS", 3, minimum=1)
 # A run's start commits without waiting for the disk flush; its end always waits (see agents_app/runs/statements.py).
 RUN_START_ASYNC_COMMIT = env_bool("RUN_START_ASYNC_COMMIT", True)
-# Plain token runs served on the event loop in front of Django (agents_app/hot_path.py); false: Django serves all.
-RUN_HOT_PATH = env_bool("RUN_HOT_PATH", True)
+# Plain token runs and searches served on the event loop in front of Django (config/hot_path.py); false: Django
+# serves all. RUN_HOT_PATH is its former name.
+API_HOT_PATH = env_bool("API_HOT_PATH", env_bool("RUN_HOT_PATH", True))
 # How long a background run's live events stay readable (GET /api/v1/runs/{id}/events) after the last one.
 RUN_EVENTS_TTL_SECONDS = env_int("RUN_EVENTS_TTL_SECONDS", 3600, minimum=60)
 # A run is stopped (failed, refunded) after this long. With the Celery time limit it bounds every live run,

@@ -128,16 +128,12 @@ def store_files(request: HttpRequest, vector_store_id: int) -> list[dict[str, An
     summary="Search a store by meaning, by words, or both (hybrid: reciprocal rank fusion)",
 )
 def store_search(request: HttpRequest, vector_store_id: int, payload: VectorSearchQuery) -> dict[str, Any]:
-    hits = search.search(
-        actor=request_actor(request),
-        store_id=vector_store_id,
-        text=payload.text,
-        max_results=payload.max_results,
-        mode=payload.mode,
-        filter=payload.filter,
-        similarity_threshold=payload.similarity_threshold,
-        embedding_model=payload.embedding_model,
-    )
+    hits = search.search(actor=request_actor(request), store_id=vector_store_id, **payload.search_options())
+    return search_answer(payload, hits)
+
+
+def search_answer(payload: VectorSearchQuery, hits: list[search.Hit]) -> dict[str, Any]:
+    """Return a search's answer (VectorSearchOut), for this endpoint and the hot path (knowledge_app/hot_path.py)."""
     return {"results": [h.as_json() for h in hits], "count": len(hits), "query": payload.text, "mode": payload.mode}
 
 

@@ -90,6 +90,12 @@ class VectorSearchQuery(InputSchema):
     similarity_threshold: float | None = Field(None, ge=-1, le=1, description="Least cosine similarity")
     mode: Literal["vector", "keyword", "hybrid"] = "hybrid"
 
+    def search_options(self) -> dict[str, Any]:
+        """Return the keyword arguments of ``knowledge_app.search.search`` that come from this input."""
+        return self.model_dump(
+            include={"text", "max_results", "mode", "filter", "similarity_threshold", "embedding_model"}
+        )
+
 
 class SearchResultOut(Schema):
     text: str

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import connection, transaction
 
 from accounts_app.actor import Actor
@@ -61,7 +62,7 @@ def _query_vector(store: VectorStore, text: str) -> list[float]:
                 "The store's embedding provider was deleted; it cannot be searched by meaning.",
                 fields={"mode": 'Use "keyword", or create a new store.'},
             )
-        return LocalEmbedder().embed_sync([text]).vectors[0]
+        return LocalEmbedder(threads=settings.LOCAL_QUERY_EMBEDDING_THREADS).embed_sync([text]).vectors[0]
     result = async_to_sync(embedder_for(provider=store.embedding_provider, model=store.embedding_model).embed)([text])
     return result.vectors[0]
 
@@ -72,26 +73,33 @@ def _rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall())
 
 
+def _settle(where: str, limit: int, vector: bool) -> None:
+    """Set the transaction's own settings in one statement: its commit does not wait for the disk (a crash may
+    lose the last search log rows of its final moment, never a chunk), and a vector search gets enough
+    candidates for ``limit`` (with a filter, pgvector 0.8 keeps scanning the graph until enough match)."""
+    assignments = ["set_config('synchronous_commit', 'off', true)"]
+    params: list[Any] = []
+    if vector:
+        candidates = max(100, 4 * limit)  # recall@10 0.96 at 100,000 chunks (bench/search.py)
+        if where and _has_iterative_scans():
+            assignments.append("set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            candidates *= 2  # a filter keeps few of each pass's candidates
+        elif where:
+            candidates = 1000  # older pgvector filters one pass of candidates: look at many more (its limit)
+        assignments.append("set_config('hnsw.ef_search', %s, true)")
+        params.append(str(candidates))
+    _rows("SELECT " + ", ".join(assignments), params)
+
+
 def _vector_hits(store: VectorStore, query: list[float], limit: int, where: str, params: list[Any]) -> list[Hit]:
     dimensions, store_id = int(store.dimensions), int(store.pk)
     distance = f"c.embedding::vector({dimensions}) <=> %s::vector({dimensions})"
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            # Enough candidates for the limit; with a filter, keep scanning the graph until enough match
-            # (pgvector 0.8's iterative scans; older versions lack the setting).
-            candidates = max(100, 4 * limit)  # recall@10 0.96 at 100,000 chunks (bench/search.py)
-            if where and _has_iterative_scans():
-                cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-                candidates *= 2  # a filter keeps few of each pass's candidates
-            elif where:
-                candidates = 1000  # older pgvector filters one pass of candidates: look at many more (its limit)
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(candidates)])
-        rows = _rows(
-            f"SELECT c.id, c.file_id, f.original_name, c.position, c.text, c.metadata, 1 - ({distance}) "  # noqa: S608
-            f"FROM {_CHUNKS} c JOIN {_FILES} f ON f.id = c.file_id "
-            f"WHERE c.store_id = {store_id}{where} ORDER BY {distance} LIMIT %s",
-            [_vector_text(query), *params, _vector_text(query), limit],
-        )
+    rows = _rows(
+        f"SELECT c.id, c.file_id, f.original_name, c.position, c.text, c.metadata, 1 - ({distance}) "  # noqa: S608
+        f"FROM {_CHUNKS} c JOIN {_FILES} f ON f.id = c.file_id "
+        f"WHERE c.store_id = {store_id}{where} ORDER BY {distance} LIMIT %s",
+        [_vector_text(query), *params, _vector_text(query), limit],
+    )
     return [_hit(row, "vector") for row in rows]
 
 
@@ -184,36 +192,40 @@ def search_store(
         raise InvalidInputError("The search could not be run.", fields=fields)
     started = time.monotonic()
     where, params = (" AND c.metadata @> %s::jsonb", [_json(filter)]) if filter else ("", [])
+    pool = max_results if mode != "hybrid" else max(4 * max_results, 20)
+    # Embedded before the transaction opens: a provider's embedding is a network call.
+    query = _query_vector(store, text) if mode in ("vector", "hybrid") else None
     vector_hits: list[Hit] = []
     keyword_hits: list[Hit] = []
-    pool = max_results if mode != "hybrid" else max(4 * max_results, 20)
-    if mode in ("vector", "hybrid"):
-        vector_hits = _vector_hits(store, _query_vector(store, text), pool, where, params)
-        if similarity_threshold is not None:
-            vector_hits = [h for h in vector_hits if h.score >= similarity_threshold]
-    if mode in ("keyword", "hybrid"):
-        keyword_hits = _keyword_hits(store, text, pool, where, params)
-    if mode == "vector":
-        hits = vector_hits
-    elif mode == "keyword":
-        hits = keyword_hits
-    else:
-        allowed = {h.chunk_id for h in vector_hits}
-        if similarity_threshold is not None:  # a chunk below the threshold is left out whatever its words
-            keyword_hits = [h for h in keyword_hits if h.chunk_id in allowed]
-        hits = _fuse(vector_hits, keyword_hits, max_results)
-    SearchLog.objects.create(
-        workspace=store.workspace,
-        store=store,
-        user=user,
-        run_id=run_id,
-        query=text,
-        mode=mode,
-        max_results=max_results,
-        filter=filter or {},
-        result_count=len(hits),
-        duration_ms=(time.monotonic() - started) * 1000,
-    )
+    with transaction.atomic():  # the search and its log: one commit (about 1 ms a search; bench/search.py)
+        _settle(where, pool, vector=query is not None)
+        if query is not None:
+            vector_hits = _vector_hits(store, query, pool, where, params)
+            if similarity_threshold is not None:
+                vector_hits = [h for h in vector_hits if h.score >= similarity_threshold]
+        if mode in ("keyword", "hybrid"):
+            keyword_hits = _keyword_hits(store, text, pool, where, params)
+        if mode == "vector":
+            hits = vector_hits
+        elif mode == "keyword":
+            hits = keyword_hits
+        else:
+            allowed = {h.chunk_id for h in vector_hits}
+            if similarity_threshold is not None:  # a chunk below the threshold is left out whatever its words
+                keyword_hits = [h for h in keyword_hits if h.chunk_id in allowed]
+            hits = _fuse(vector_hits, keyword_hits, max_results)
+        SearchLog.objects.create(
+            workspace_id=store.workspace_id,  # ids: the store's workspace is not loaded, and need not be
+            store=store,
+            user=user,
+            run_id=run_id,
+            query=text,
+            mode=mode,
+            max_results=max_results,
+            filter=filter or {},
+            result_count=len(hits),
+            duration_ms=(time.monotonic() - started) * 1000,
+        )
     return hits
 
 

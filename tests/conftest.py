@@ -200,7 +200,7 @@ def serve_asgi(app: object) -> Iterator[str]:
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            lifespan="on",  # closes the run hot path's async pool at shutdown (agents_app/hot_path.py)
+            lifespan="on",  # closes the run hot path's async pool at shutdown (config/hot_path.py)
             # The plain asyncio loop closes idle keep-alive sockets cleanly at shutdown (uvloop warns).
             loop="asyncio",
             http="h11",
@@ -255,10 +255,39 @@ def asgi_server(transactional_db) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def handed_over(monkeypatch) -> list[dict[str, Any]]:
+    """Record every request the hot path hands to Django: its method, path and the body Django read."""
+    from config.asgi import application
+    from config.hot_path import HotPath
+
+    front = application.app.app
+    assert isinstance(front, HotPath)
+    django_app = front.app
+    calls: list[dict[str, Any]] = []
+
+    async def recording(scope, receive, send):
+        if scope["type"] != "http":
+            await django_app(scope, receive, send)
+            return
+        call = {"method": scope["method"], "path": scope["path"], "body": b""}
+        calls.append(call)
+
+        async def receive_recorded():
+            message = await receive()
+            call["body"] += message.get("body", b"")
+            return message
+
+        await django_app(scope, receive_recorded, send)
+
+    monkeypatch.setattr(front, "app", recording)
+    return calls
+
+
 @pytest.fixture(params=["hot path", "django"])
-def run_server(request, transactional_db) -> Iterator[str]:
-    """The app under uvicorn with the run hot path (as deployed) or without it (RUN_HOT_PATH=false): a test that
-    takes this fixture runs against both transports of ``POST /agents/{id}/run``."""
+def api_server(request, transactional_db) -> Iterator[str]:
+    """The app under uvicorn with the API hot path (as deployed) or without it (API_HOT_PATH=false): a test that
+    takes this fixture runs against both transports of the hot path's calls (runs and searches)."""
     from config.asgi import application, build_application
 
     app = application if request.param == "hot path" else build_application(hot_path=False)

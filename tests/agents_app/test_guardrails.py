@@ -316,13 +316,13 @@ def test_a_worker_blocks_a_background_run_with_a_code_guardrail(api, team, fake_
     assert model_requests(fake_openai) == []
 
 
-def test_both_transports_answer_a_blocked_run_alike(team, fake_provider, fake_openai, run_server):
+def test_both_transports_answer_a_blocked_run_alike(team, fake_provider, fake_openai, api_server):
     from agents_app.services import agent_create
 
     agent = agent_create(actor=team, name="Guarded", input_guardrails=[regex(message="No cards.")])
     token = api_token_create(actor=team, name="transports").raw
     response = httpx2.post(
-        f"{run_server}/api/v1/agents/{agent.pk}/run",
+        f"{api_server}/api/v1/agents/{agent.pk}/run",
         json={"message": "1111-2222-3333-4444"},
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,

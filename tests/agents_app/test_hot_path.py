@@ -1,5 +1,5 @@
-"""The run hot path (agents_app/hot_path.py): plain token runs served on the event loop, everything else
-handed to Django untouched. Through uvicorn, as in production; the hand-overs are recorded."""
+"""The API hot path for runs (config/hot_path.py, agents_app/hot_path.py): plain token runs served on the event
+loop, everything else handed to Django untouched. Through uvicorn, as in production; the hand-overs are recorded."""
 
 from __future__ import annotations
 
@@ -19,44 +19,15 @@ from django.test import override_settings
 
 from accounts_app.models import ApiToken, CreditAccount, LedgerEntry, Role
 from accounts_app.services import api_token_authenticate, api_token_authenticate_async, api_token_create
-from agents_app import hot_path
 from agents_app.models import AgentRun
 from agents_app.services import agent_update
-from config import adb
+from config import adb, hot_path
 from config.asgi import Lifespan, build_application
 from tests.conftest import serve_asgi
 from tests.factories import add_member, make_user
 from tests.fakes import Error, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def handed_over(monkeypatch) -> list[dict[str, Any]]:
-    """Record every request the hot path hands to Django: its method, path and the body Django read."""
-    from config.asgi import application
-
-    front = application.app.app
-    assert isinstance(front, hot_path.RunHotPath)
-    django_app = front.app
-    calls: list[dict[str, Any]] = []
-
-    async def recording(scope, receive, send):
-        if scope["type"] != "http":
-            await django_app(scope, receive, send)
-            return
-        call = {"method": scope["method"], "path": scope["path"], "body": b""}
-        calls.append(call)
-
-        async def receive_recorded():
-            message = await receive()
-            call["body"] += message.get("body", b"")
-            return message
-
-        await django_app(scope, receive_recorded, send)
-
-    monkeypatch.setattr(front, "app", recording)
-    return calls
 
 
 def bearer(actor) -> dict[str, str]:
@@ -541,9 +512,9 @@ def test_the_hot_path_refuses_to_start_with_a_middleware_it_cannot_honour(settin
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.locale.LocaleMiddleware"]
     with pytest.raises(ImproperlyConfigured, match=r"cannot honour the middleware django\.middleware\.locale"):
         build_application()
-    settings.RUN_HOT_PATH = False
+    settings.API_HOT_PATH = False
     app = build_application()  # turned off: Django serves every run, whatever the middleware
-    assert not isinstance(app.app.app, hot_path.RunHotPath)
+    assert not isinstance(app.app.app, hot_path.HotPath)
 
 
 def test_an_insecure_request_under_ssl_redirect_gets_djangos_redirect(team, helper, fake_openai, handed_over):

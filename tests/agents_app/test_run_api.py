@@ -1,5 +1,5 @@
 """``POST /api/v1/agents/{id}/run`` as integrators call it, against both transports: the run hot path (as
-deployed) and Django alone (RUN_HOT_PATH=false), through uvicorn. Every answer, success or failure, must be the
+deployed) and Django alone (API_HOT_PATH=false), through uvicorn. Every answer, success or failure, must be the
 same on both."""
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def run(run_server, team):
+def run(api_server, team):
     """POST a run as ``actor`` (default: the team's owner) with a fresh token; returns the httpx2 response."""
 
     def post(agent_id: int, body: object, *, actor=None, token: str | None = None, **kwargs) -> httpx2.Response:
         raw = token if token is not None else api_token_create(actor=actor or team, name="run").raw
         headers = {"Authorization": f"Bearer {raw}"} if raw else {}
         return httpx2.post(
-            f"{run_server}/api/v1/agents/{agent_id}/run", json=body, headers=headers, timeout=30, **kwargs
+            f"{api_server}/api/v1/agents/{agent_id}/run", json=body, headers=headers, timeout=30, **kwargs
         )
 
     return post
@@ -114,10 +114,10 @@ def test_bad_input_is_a_4xx_that_says_what_is_wrong(team, helper, fake_openai, r
     ],
     ids=["not json", "nested 100,000 deep", "metadata nested 5,000 deep"],
 )
-def test_a_body_that_is_not_json_or_too_deep_is_a_4xx(team, helper, fake_openai, run_server, content, status, code):
+def test_a_body_that_is_not_json_or_too_deep_is_a_4xx(team, helper, fake_openai, api_server, content, status, code):
     token = api_token_create(actor=team, name="run").raw
     response = httpx2.post(
-        f"{run_server}/api/v1/agents/{helper.pk}/run",
+        f"{api_server}/api/v1/agents/{helper.pk}/run",
         content=content,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
@@ -167,12 +167,12 @@ def test_a_context_is_given_to_the_model(team, helper, fake_openai, run):
     assert '"plan": "free"' in second
 
 
-def test_the_answer_the_done_event_and_the_stored_run_agree(team, api_client, helper, fake_openai, run, run_server):
+def test_the_answer_the_done_event_and_the_stored_run_agree(team, api_client, helper, fake_openai, run, api_server):
     fake_openai.script(Reply("Same everywhere.", usage=(30, 7)), Reply("Same everywhere.", usage=(30, 7)))
     answer = run(helper.pk, {"message": "Hi"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    events = streamed_run_events(run_server, helper.pk, api_token_create(actor=team, name="stream").raw)
+    events = streamed_run_events(api_server, helper.pk, api_token_create(actor=team, name="stream").raw)
     (first_name, first), (done_name, done) = events[0], events[-1]
     assert (first_name, done_name) == ("run", "done")
     assert first == {
@@ -192,9 +192,9 @@ def test_the_answer_the_done_event_and_the_stored_run_agree(team, api_client, he
     assert stored["usage"] == body["usage"]
 
 
-def test_a_failed_streamed_run_ends_with_error_then_done(team, helper, fake_openai, run_server):
+def test_a_failed_streamed_run_ends_with_error_then_done(team, helper, fake_openai, api_server):
     fake_openai.script(Error(401))
-    events = streamed_run_events(run_server, helper.pk, api_token_create(actor=team, name="stream").raw)
+    events = streamed_run_events(api_server, helper.pk, api_token_create(actor=team, name="stream").raw)
     (error_name, error), (done_name, done) = events[-2], events[-1]
     assert (error_name, done_name) == ("error", "done")
     stored = AgentRun.objects.get(pk=done["run_id"])

@@ -66,14 +66,14 @@ BETA = ("sk-beta-0123456789", "beta-model")
 
 
 @pytest.fixture
-def post_run(run_server, team):
+def post_run(api_server, team):
     """POST /api/v1/agents/{id}/run with a token, through the run hot path and through Django alone
-    (``run_server``). Returns (status, body)."""
+    (``api_server``). Returns (status, body)."""
     token = api_token_create(actor=team, name="graphs").raw
 
     def post(agent_id: int, body: dict) -> tuple[int, dict]:
         response = httpx2.post(
-            f"{run_server}/api/v1/agents/{agent_id}/run",
+            f"{api_server}/api/v1/agents/{agent_id}/run",
             json=body,
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,

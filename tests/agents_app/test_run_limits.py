@@ -28,28 +28,28 @@ def post_run(server: str, team, agent_id: int, **body) -> httpx2.Response:
     )
 
 
-def test_runs_in_flight_are_limited(run_server, team, helper, fake_openai):
+def test_runs_in_flight_are_limited(api_server, team, helper, fake_openai):
     Workspace.objects.filter(pk=team.workspace.pk).update(run_concurrency_limit=1)
     held = credits_reserve(workspace=team.workspace, amount="0.01", purpose="a run in flight")
     for extra in ({}, {"stream": True}, {"background": True}):
-        refused = post_run(run_server, team, helper.pk, **extra)
+        refused = post_run(api_server, team, helper.pk, **extra)
         assert refused.status_code == 429, refused.text
         assert (refused.json()["code"], refused.headers["Retry-After"]) == ("run_concurrency_limit", "1")
         assert "1 runs in flight" in refused.json()["detail"]
     assert not AgentRun.objects.exists()  # nothing written
     credits_refund(reservation=held)
     fake_openai.script(Reply("Now there is room."))
-    assert post_run(run_server, team, helper.pk).status_code == 200
+    assert post_run(api_server, team, helper.pk).status_code == 200
     assert CreditAccount.objects.get(workspace=team.workspace).open_reservations == 0  # ended runs leave the count
 
 
-def test_runs_per_minute_are_limited(run_server, team, helper, fake_openai):
+def test_runs_per_minute_are_limited(api_server, team, helper, fake_openai):
     Workspace.objects.filter(pk=team.workspace.pk).update(run_rate_limit_per_minute=2)
     while time.time() % 60 > 50:  # three runs inside one minute
         time.sleep(0.5)
     fake_openai.script(Reply("One."), Reply("Two."))
-    assert [post_run(run_server, team, helper.pk).status_code for _ in range(2)] == [200, 200]
-    refused = post_run(run_server, team, helper.pk)
+    assert [post_run(api_server, team, helper.pk).status_code for _ in range(2)] == [200, 200]
+    refused = post_run(api_server, team, helper.pk)
     assert refused.status_code == 429, refused.text
     assert refused.json()["code"] == "run_rate_limit"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60

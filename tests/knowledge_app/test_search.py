@@ -7,7 +7,7 @@ import pytest
 from django.core.files.base import ContentFile
 
 from knowledge_app.ingestion import file_upload, ingest
-from knowledge_app.models import SearchLog
+from knowledge_app.models import Chunk, SearchLog
 from knowledge_app.services import store_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,6 +50,20 @@ def test_vector_search_finds_by_meaning(team, api_client, store):
     assert body["results"][0]["score"] >= body["results"][-1]["score"]
     assert (body["count"], body["query"], body["mode"]) == (3, "How do I get my money back?", "vector")
     assert first["metadata"]["heading"] == ["Refunds"]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_chunks_own_text_is_its_nearest_neighbour_whatever_the_query_threads(
+    team, api_client, store, settings, threads
+):
+    """Queries are embedded with their own thread count (LOCAL_QUERY_EMBEDDING_THREADS), chunks with the
+    ingestion's: both must land in the same space."""
+    settings.LOCAL_QUERY_EMBEDDING_THREADS = threads
+    chunk = Chunk.objects.get(file__store=store, file__original_name="shipping.md")
+    response = find(api_client, team, store.pk, text=chunk.text, mode="vector", max_results=1)
+    first = response.json()["results"][0]
+    assert (first["filename"], first["position"]) == ("shipping.md", chunk.position)
+    assert first["score"] > 0.9999
 
 
 def test_keyword_search_finds_words_and_nothing_else(team, api_client, store):
