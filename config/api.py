@@ -208,5 +208,9 @@ def _mount_routers() -> None:
     api.add_router("/vector-stores", knowledge_router)
     api.add_router("/files", files_router)
 
+    from workflows_app.api import router as workflows_router
+
+    api.add_router("/workflows", workflows_router)
+
 
 _mount_routers()

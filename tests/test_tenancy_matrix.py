@@ -32,6 +32,8 @@ from providers_app.services import provider_create
 from tests.conftest import SUMMARY
 from tests.factories import add_member, make_user
 from traces_app.models import Span, Trace
+from workflows_app.models import Workflow
+from workflows_app.services import workflow_create
 
 pytestmark = pytest.mark.django_db
 
@@ -112,6 +114,11 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "file_delete": {},
     "file_reingest": {},
     "file_search_tool_add": {"body": {"vector_store_id": "{vector_store_id}"}},
+    "workflow_list": {},
+    "workflow_create": {"body": {"name": "Flow2", "steps": [{"id": "a", "agent_id": "{agent_id}"}]}},
+    "workflow_get": {},
+    "workflow_update": {"body": {"description": "Changed."}},
+    "workflow_delete": {},
 }
 
 # Pages with an object in their path, by URL name: "get" pages show it, "post" pages change it.
@@ -190,6 +197,7 @@ def world(team, outsider, settings, tmp_path) -> World:
     teammate = add_member(actor=team, user=make_user(username="tina"), role=Role.MEMBER)
     invitation = invitation_create(actor=team, email="dave@example.com").invitation
     token = api_token_create(actor=team, name="owner's").token
+    workflow = workflow_create(actor=team, name="Flow", steps=[{"id": "a", "agent_id": alpha.pk}])
     ids = {
         "agent_id": alpha.pk,
         "beta": beta.pk,
@@ -209,6 +217,7 @@ def world(team, outsider, settings, tmp_path) -> World:
         "vector_store_id": store.pk,
         "store_id": store.pk,
         "file_id": stored.pk,
+        "workflow_id": workflow.pk,
     }
     actors: dict[str, Actor | None] = {
         "outsider": outsider,
@@ -391,6 +400,20 @@ NESTED_REFERENCES = [
         "output_guardrails.0.config.agent_id",
     ),
 ]
+
+
+@pytest.mark.parametrize("method", ["post", "patch"])
+def test_a_workflow_step_naming_another_workspaces_agent_is_refused(world, foreign, method):
+    client = Client(headers={"Authorization": f"Bearer {api_token_create(actor=world.team, name='ref').raw}"})
+    steps = [{"id": "a", "agent_id": world.ids["agent_id"]}, {"id": "b", "agent_id": foreign["agent_id"]}]
+    url = "/api/v1/workflows" if method == "post" else f"/api/v1/workflows/{world.ids['workflow_id']}"
+    response = getattr(client, method)(
+        url, data=json.dumps({"name": "Theirs", "steps": steps}), content_type="application/json"
+    )
+    assert response.status_code == 422, response.content
+    assert [e["field"] for e in response.json()["errors"]] == ["steps[1].agent_id"]
+    assert Workflow.objects.get(pk=world.ids["workflow_id"]).version == 1
+    assert not Workflow.objects.filter(name="Theirs").exists()
 
 
 @pytest.mark.parametrize(("key", "entry", "part", "field"), NESTED_REFERENCES)
