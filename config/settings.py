@@ -315,6 +315,8 @@ LOCAL_MODEL_PRICE_OUTPUT_PER_MILLION = env_str("LOCAL_MODEL_PRICE_OUTPUT_PER_MIL
 LOCAL_EMBEDDING_THREADS = env_int("LOCAL_EMBEDDING_THREADS", 1, minimum=1, maximum=64)
 # A search query's embedding (one short text, waited for): 2 threads take 6 ms to 4 ms (bench/search.py).
 LOCAL_QUERY_EMBEDDING_THREADS = env_int("LOCAL_QUERY_EMBEDDING_THREADS", 2, minimum=1, maximum=64)
+# Search queries whose embeddings each process keeps (knowledge_app/search.py); 0: none.
+SEARCH_QUERY_CACHE_SIZE = env_int("SEARCH_QUERY_CACHE_SIZE", 1000, minimum=0, maximum=1_000_000)
 
 # --- Code sandbox ---------------------------------------------------------------------------------
 # User code (function tools and guardrails) runs only in a bubblewrap sandbox (sandbox/executor.py): the

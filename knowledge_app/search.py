@@ -9,7 +9,9 @@ use it.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,16 +57,39 @@ class Hit:
         }
 
 
-def _query_vector(store: VectorStore, text: str) -> list[float]:
+_query_cache: OrderedDict[tuple[int | None, str, str], str] = OrderedDict()
+_query_cache_lock = threading.Lock()
+
+
+def _query_vector(store: VectorStore, text: str) -> str:
+    """Return the query's embedding by the store's model, as pgvector's text input.
+
+    The last SEARCH_QUERY_CACHE_SIZE queries' embeddings are kept per process (a store's embedding model never
+    changes): a repeated search, or an agent asking again, skips the model, which costs more than the rest of the
+    search (bench/search.py).
+    """
+    if store.embedding_provider_id is None and store.embedding_model != LOCAL_EMBEDDING_MODEL:
+        raise InvalidInputError(
+            "The store's embedding provider was deleted; it cannot be searched by meaning.",
+            fields={"mode": 'Use "keyword", or create a new store.'},
+        )
+    key = (store.embedding_provider_id, store.embedding_model, text)
+    with _query_cache_lock:
+        cached = _query_cache.get(key)
+        if cached is not None:
+            _query_cache.move_to_end(key)
+            return cached
     if store.embedding_provider_id is None:
-        if store.embedding_model != LOCAL_EMBEDDING_MODEL:
-            raise InvalidInputError(
-                "The store's embedding provider was deleted; it cannot be searched by meaning.",
-                fields={"mode": 'Use "keyword", or create a new store.'},
-            )
-        return LocalEmbedder(threads=settings.LOCAL_QUERY_EMBEDDING_THREADS).embed_sync([text]).vectors[0]
-    result = async_to_sync(embedder_for(provider=store.embedding_provider, model=store.embedding_model).embed)([text])
-    return result.vectors[0]
+        vector = LocalEmbedder(threads=settings.LOCAL_QUERY_EMBEDDING_THREADS).embed_sync([text]).vectors[0]
+    else:
+        embedder = embedder_for(provider=store.embedding_provider, model=store.embedding_model)
+        vector = async_to_sync(embedder.embed)([text]).vectors[0]
+    literal = _vector_text(vector)
+    with _query_cache_lock:
+        _query_cache[key] = literal
+        while len(_query_cache) > settings.SEARCH_QUERY_CACHE_SIZE:
+            _query_cache.popitem(last=False)
+    return literal
 
 
 def _rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -91,14 +116,14 @@ def _settle(where: str, limit: int, vector: bool) -> None:
     _rows("SELECT " + ", ".join(assignments), params)
 
 
-def _vector_hits(store: VectorStore, query: list[float], limit: int, where: str, params: list[Any]) -> list[Hit]:
+def _vector_hits(store: VectorStore, query: str, limit: int, where: str, params: list[Any]) -> list[Hit]:
     dimensions, store_id = int(store.dimensions), int(store.pk)
     distance = f"c.embedding::vector({dimensions}) <=> %s::vector({dimensions})"
     rows = _rows(
         f"SELECT c.id, c.file_id, f.original_name, c.position, c.text, c.metadata, 1 - ({distance}) "  # noqa: S608
         f"FROM {_CHUNKS} c JOIN {_FILES} f ON f.id = c.file_id "
         f"WHERE c.store_id = {store_id}{where} ORDER BY {distance} LIMIT %s",
-        [_vector_text(query), *params, _vector_text(query), limit],
+        [query, *params, query, limit],
     )
     return [_hit(row, "vector") for row in rows]
 

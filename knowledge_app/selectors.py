@@ -31,8 +31,9 @@ def store_list(*, actor: Actor) -> QuerySet[VectorStore]:
 
 def store_get(*, actor: Actor, store_id: int, counts: bool = True) -> VectorStore:
     """Return one visible store, with its counts unless ``counts`` is false (counting a large store's chunks costs
-    more than searching it); raise NotFoundError for any other (another workspace's too)."""
-    stores = store_list(actor=actor) if counts else visible_stores(actor=actor).select_related("embedding_provider")
+    more than searching it); raise NotFoundError for any other (another workspace's too). Its embedding provider
+    is read when first used: a search mostly finds its query's embedding kept (knowledge_app/search.py)."""
+    stores = store_list(actor=actor) if counts else visible_stores(actor=actor)
     store = stores.filter(pk=store_id).first()
     if store is None:
         raise NotFoundError("Vector store not found.")

@@ -121,3 +121,33 @@ def test_viewers_read_and_members_delete(team, viewer, api_client):
     assert send(api_client(viewer), "delete", f"/vector-stores/{store['id']}").status_code == 403
     assert send(api_client(team), "delete", f"/vector-stores/{store['id']}").status_code == 204
     assert send(api_client(team), "get", f"/vector-stores/{store['id']}").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repeated_search_reuses_the_query_embedding(team, api_client, fake_openai, settings):
+    """Each process keeps the last SEARCH_QUERY_CACHE_SIZE query embeddings: the same text searched again does not
+    call the embedding provider again; another text, or a cache of size 0, does."""
+    settings.PROVIDER_EGRESS_ALLOWLIST = ["127.0.0.1"]
+    provider = provider_create(actor=team, type="custom", name="Fake", base_url=fake_openai.base_url)
+    client = api_client(team)
+    store = send(
+        client,
+        "post",
+        "/vector-stores",
+        {"name": "Docs", "embedding_provider_id": provider.pk, "embedding_model": f"embed-{team.workspace.pk}"},
+    ).json()
+    calls = len(fake_openai.requests_to("/v1/embeddings"))  # the dimension probe
+
+    def search(text: str) -> None:
+        response = send(client, "post", f"/vector-stores/{store['id']}/search", {"text": text, "mode": "vector"})
+        assert response.status_code == 200, response.content
+
+    search("where is the refund policy")
+    search("where is the refund policy")
+    assert len(fake_openai.requests_to("/v1/embeddings")) == calls + 1
+    search("shipping times")
+    assert len(fake_openai.requests_to("/v1/embeddings")) == calls + 2
+    settings.SEARCH_QUERY_CACHE_SIZE = 0
+    search("a fresh question")
+    search("a fresh question")
+    assert len(fake_openai.requests_to("/v1/embeddings")) == calls + 4
