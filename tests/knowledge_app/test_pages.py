@@ -166,6 +166,7 @@ def test_a_file_is_processed_again_or_deleted_from_the_page(team, page_client, m
     assert len(after) == len(before)
     assert not after & before
     busy, _ = file_upload(actor=team, store_id=store.pk, name="b.md", content=SimpleUploadedFile("b", b"busy text"))
+    settle(browser, store.pk)  # the worker is done with it: nothing moves its status after the next line
     File.objects.filter(pk=busy.pk).update(status="processing")
     conflict = browser.post(f"/knowledge/{store.pk}/files/{busy.pk}/reingest/", HTTP_HX_REQUEST="true")
     assert conflict.status_code == 409
