@@ -141,6 +141,8 @@ FROM (
 ) totals
 WHERE t.trace_id = %s
 """  # noqa: S608
+# A trace that lost items in a failed write is an error: its stored spans are not the whole story.
+_MARK_INCOMPLETE = f"UPDATE {_TRACE_TABLE} SET status = 'error' WHERE trace_id = %s"  # noqa: S608
 
 
 class PostgresTraceProcessor(TracingProcessor):
@@ -167,6 +169,7 @@ class PostgresTraceProcessor(TracingProcessor):
         self._flushes: deque[threading.Event] = deque()
         self._thread: threading.Thread | None = None
         self._open: dict[str, otlp.TraceInfo] = {}  # traces stored, not ended (writer thread only)
+        self._incomplete: set[str] = set()  # open traces that lost items in a failed write (writer thread only)
         self._export_failures = 0
         self._forward_failures = 0
 
@@ -241,6 +244,7 @@ class PostgresTraceProcessor(TracingProcessor):
                     self.write(batch)
                 except Exception:
                     logger.exception("Could not store %s trace items; they are dropped", len(batch))
+                    self._abandon(batch)
                 finally:
                     release_connection()
             for done in flushes:
@@ -258,7 +262,10 @@ class PostgresTraceProcessor(TracingProcessor):
             if item.kind == "trace_start":
                 starts[trace_id] = item
             elif trace_id not in self._open and trace_id not in starts:
-                continue  # its trace is not stored (it started before this processor, or its write failed)
+                # Its trace is not stored (it started before this processor, or its write failed).
+                if item.kind == "trace_end":
+                    redaction.forget(trace_id)
+                continue
             elif item.kind == "span":
                 spans.append(span_row(item.subject, max_chars=max_chars))
             else:
@@ -321,13 +328,44 @@ class PostgresTraceProcessor(TracingProcessor):
             for trace_id, ended_at in ends.items():
                 at = datetime.fromtimestamp(ended_at, UTC)
                 cursor.execute(_END_TRACE, [at, at, trace_id, trace_id])
+                if trace_id in self._incomplete:
+                    cursor.execute(_MARK_INCOMPLETE, [trace_id])
         self._export(spans, infos)
         self._forward(starts, spans, infos)
         for trace_id in starts.keys() - finished_here:
             self._open[trace_id] = infos[trace_id]
         for trace_id in (*ends, *finished_here):
             self._open.pop(trace_id, None)
+            self._incomplete.discard(trace_id)
             redaction.forget(trace_id)
+
+    def _abandon(self, items: list[_Item]) -> None:
+        """After a failed batch, so that no stored trace stays "running" for ever or ends looking whole: the
+        stored traces that ended in it are ended now as errors; the stored ones still open will end as errors;
+        the traces that ended are forgotten. Best effort: if this write fails too, it is logged and left."""
+        ended: dict[str, float] = {}
+        for item in items:
+            trace_id = item.subject.trace_id
+            if item.kind == "trace_end":
+                ended[trace_id] = item.at
+            elif trace_id in self._open:
+                self._incomplete.add(trace_id)
+        stored = {trace_id: at for trace_id, at in ended.items() if trace_id in self._open}
+        for trace_id in ended:
+            self._open.pop(trace_id, None)
+            self._incomplete.discard(trace_id)
+            redaction.forget(trace_id)
+        if not stored:
+            return
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
+                for trace_id, at in stored.items():
+                    when = datetime.fromtimestamp(at, UTC)
+                    cursor.execute(_END_TRACE, [when, when, trace_id, trace_id])
+                    cursor.execute(_MARK_INCOMPLETE, [trace_id])
+        except Exception:
+            logger.exception("Could not end %s traces whose last items were dropped", len(stored))
 
     def _forward(
         self, starts: dict[str, _Item], spans: list[tuple[Any, ...]], infos: dict[str, otlp.TraceInfo]

@@ -107,13 +107,48 @@ def test_a_failing_span_write_never_fails_the_run(team, helper, fake_openai, mon
     run = run_sync(team, helper)
     flush_traces()
     assert (run.status, run.final_output) == ("succeeded", "Still fine.")
-    assert not Trace.objects.filter(trace_id=run.trace_id).exists()  # the batch failed whole
     assert "Could not store" in caplog.text
+    assert not Span.objects.filter(trace_id=run.trace_id).exists()
+    # The writer may have stored the trace's start before the spans came: then it is ended, as an error.
+    stored = Trace.objects.filter(trace_id=run.trace_id).first()
+    assert stored is None or (stored.status, stored.ended_at is not None) == ("error", True)
     monkeypatch.undo()
     fake_openai.script(Reply("Stored again."))
     later = run_sync(team, helper)
     flush_traces()
     assert Trace.objects.get(trace_id=later.trace_id).status == "ok"  # the writer goes on
+
+
+def test_a_trace_stored_before_a_failed_write_ends_as_an_error(team, monkeypatch, caplog):
+    from agents import custom_span, trace
+
+    from traces_app import processor
+
+    with trace("Ends in a failed batch", metadata={"workspace_id": str(team.workspace.pk)}) as first:
+        flush_traces()
+        assert Trace.objects.get(trace_id=first.trace_id).status == "running"
+        monkeypatch.setattr(processor, "_SPAN_TABLE", "no_such_table")
+        with custom_span("step"):
+            pass
+    flush_traces()
+    monkeypatch.undo()
+    ended = Trace.objects.get(trace_id=first.trace_id)
+    assert (ended.status, ended.ended_at is not None, ended.span_count) == ("error", True, 0)
+
+    with trace("Loses a span, then ends", metadata={"workspace_id": str(team.workspace.pk)}) as second:
+        flush_traces()
+        monkeypatch.setattr(processor, "_SPAN_TABLE", "no_such_table")
+        with custom_span("lost"):
+            pass
+        flush_traces()
+        monkeypatch.undo()
+        with custom_span("kept"):
+            pass
+    flush_traces()
+    partial = Trace.objects.get(trace_id=second.trace_id)
+    assert (partial.status, partial.span_count) == ("error", 1)  # not "ok": a span of it is missing
+    assert list(Span.objects.filter(trace=partial).values_list("name", flat=True)) == ["kept"]
+    assert caplog.text.count("Could not store") == 2
 
 
 def test_a_full_queue_drops_items_and_counts_them():
