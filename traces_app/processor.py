@@ -325,47 +325,51 @@ class PostgresTraceProcessor(TracingProcessor):
                 with cursor.cursor.copy(f"COPY {_SPAN_TABLE} ({_SPAN_COLUMNS}) FROM STDIN") as copy:
                     for row in spans:
                         copy.write_row(row)
-            for trace_id, ended_at in ends.items():
-                at = datetime.fromtimestamp(ended_at, UTC)
-                cursor.execute(_END_TRACE, [at, at, trace_id, trace_id])
-                if trace_id in self._incomplete:
-                    cursor.execute(_MARK_INCOMPLETE, [trace_id])
+            self._end_traces(cursor, ends)
         self._export(spans, infos)
         self._forward(starts, spans, infos)
         for trace_id in starts.keys() - finished_here:
             self._open[trace_id] = infos[trace_id]
         for trace_id in (*ends, *finished_here):
-            self._open.pop(trace_id, None)
-            self._incomplete.discard(trace_id)
-            redaction.forget(trace_id)
+            self._forget(trace_id)
+
+    def _end_traces(self, cursor: Any, ends: dict[str, float]) -> None:
+        """End stored traces that began in an earlier batch: totals from their stored spans, and an error
+        status for those that lost items in a failed write."""
+        for trace_id, ended_at in ends.items():
+            at = datetime.fromtimestamp(ended_at, UTC)
+            cursor.execute(_END_TRACE, [at, at, trace_id, trace_id])
+            if trace_id in self._incomplete:
+                cursor.execute(_MARK_INCOMPLETE, [trace_id])
+
+    def _forget(self, trace_id: str) -> None:
+        """Drop what the writer keeps of an ended trace."""
+        self._open.pop(trace_id, None)
+        self._incomplete.discard(trace_id)
+        redaction.forget(trace_id)
 
     def _abandon(self, items: list[_Item]) -> None:
-        """After a failed batch, so that no stored trace stays "running" for ever or ends looking whole: the
-        stored traces that ended in it are ended now as errors; the stored ones still open will end as errors;
-        the traces that ended are forgotten. Best effort: if this write fails too, it is logged and left."""
+        """After a failed batch, so that no stored trace stays "running" for ever or ends looking whole: every
+        stored trace with items in it is incomplete; those that ended in it are ended now (as errors) and
+        forgotten, the others will end as errors. Best effort: if this write fails too, it is logged and left."""
         ended: dict[str, float] = {}
         for item in items:
             trace_id = item.subject.trace_id
             if item.kind == "trace_end":
                 ended[trace_id] = item.at
-            elif trace_id in self._open:
+            if trace_id in self._open:
                 self._incomplete.add(trace_id)
         stored = {trace_id: at for trace_id, at in ended.items() if trace_id in self._open}
-        for trace_id in ended:
-            self._open.pop(trace_id, None)
-            self._incomplete.discard(trace_id)
-            redaction.forget(trace_id)
-        if not stored:
-            return
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit = off")
-                for trace_id, at in stored.items():
-                    when = datetime.fromtimestamp(at, UTC)
-                    cursor.execute(_END_TRACE, [when, when, trace_id, trace_id])
-                    cursor.execute(_MARK_INCOMPLETE, [trace_id])
+            if stored:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit = off")
+                    self._end_traces(cursor, stored)
         except Exception:
             logger.exception("Could not end %s traces whose last items were dropped", len(stored))
+        finally:
+            for trace_id in ended:
+                self._forget(trace_id)
 
     def _forward(
         self, starts: dict[str, _Item], spans: list[tuple[Any, ...]], infos: dict[str, otlp.TraceInfo]
