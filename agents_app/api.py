@@ -2,7 +2,6 @@
 
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -10,10 +9,10 @@ from ninja import Query, Router, Status
 from ninja.pagination import paginate
 
 from agents_app import guardrails, portability, selectors, services, tools
-from agents_app.events import run_events
+from agents_app.events import agent_run_feed, feed_response, last_event_id, sse_response
 from agents_app.exceptions import InvalidInputError
 from agents_app.models import Agent, AgentContext, AgentRun
-from agents_app.runs.answer import queued_answer, run_answer, sse
+from agents_app.runs.answer import queued_answer, run_answer
 from agents_app.runs.execution import execute_run, stream_run
 from agents_app.runs.lifecycle import start_run
 from agents_app.schemas import (
@@ -268,11 +267,6 @@ def context_delete(request: HttpRequest, agent_id: int, context_id: int) -> Stat
     return Status(204, None)
 
 
-async def _sse_body(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield sse(event)
-
-
 @router.post(
     "/{agent_id}/run",
     auth=[DeferredTokenAuth(), BrowserSessionAuth()],
@@ -299,10 +293,7 @@ async def agent_run(request: HttpRequest, agent_id: int, payload: AgentRunInput)
         await queue_run(active.run)
         return Status(202, queued_answer(active.run))
     if payload.stream:
-        response = StreamingHttpResponse(_sse_body(stream_run(active)), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
-        return response
+        return sse_response(stream_run(active))
     return Status(*run_answer(await execute_run(active)))
 
 
@@ -324,17 +315,6 @@ def run_get(request: HttpRequest, run_id: int) -> AgentRun:
     return selectors.run_get(actor=request_actor(request), run_id=run_id)
 
 
-_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-
-
-async def _sse_with_ids(events: AsyncIterator[tuple[str | None, dict[str, Any]]]) -> AsyncIterator[bytes]:
-    async for event_id, event in events:
-        if event["event"] == "heartbeat":
-            yield b": keep-alive\n\n"  # a comment: keeps proxies from closing a quiet stream
-        else:
-            yield (f"id: {event_id}\n" if event_id else "").encode() + sse(event)
-
-
 @runs_router.get(
     "/{run_id}/events",
     auth=[DeferredTokenAuth(), BrowserSessionAuth()],
@@ -349,19 +329,10 @@ async def _sse_with_ids(events: AsyncIterator[tuple[str | None, dict[str, Any]]]
     response={200: None},
 )
 async def run_events_stream(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
-    last_event_id = request.headers.get("Last-Event-ID") or None
-    if last_event_id is not None and not _EVENT_ID.match(last_event_id):
-        raise InvalidInputError(
-            "Last-Event-ID is not an event id of this API.", fields={"Last-Event-ID": "Use the id of an event."}
-        )
+    after = last_event_id(request)
 
     def check() -> None:
         selectors.run_get(actor=request_actor(request), run_id=run_id)  # another workspace's run is a 404
 
     await db_call(check)
-    response = StreamingHttpResponse(
-        _sse_with_ids(run_events(run_id, last_event_id=last_event_id)), content_type="text/event-stream"
-    )
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return feed_response(agent_run_feed(run_id), after)

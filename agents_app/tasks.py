@@ -7,8 +7,9 @@ import logging
 
 from celery import shared_task
 
-from agents_app.events import RunEventPublisher, publish_final
+from agents_app.events import RunEventPublisher, publish_final, stream_key
 from agents_app.models import AgentRun
+from agents_app.runs.answer import done_event
 from agents_app.runs.background import claim_queued_run, fail_abandoned_runs, fail_unstarted_run, resume_queued_run
 from agents_app.runs.execution import stream_run
 from agents_app.runs.lifecycle import end_run
@@ -39,11 +40,11 @@ def agent_run_execute(run_id: int) -> str:
         active = resume_queued_run(run)
     except ApplicationError as exc:
         failed = fail_unstarted_run(run_id=run_id, error=exc)
-        publish_final(failed)
+        publish_final(stream_key(run_id), done_event(failed))
         return str(failed.status)
 
     async def go() -> str:
-        publisher = RunEventPublisher(run_id)
+        publisher = RunEventPublisher(stream_key(run_id))
         status = ""
         try:
             async for event in stream_run(active):
@@ -58,7 +59,7 @@ def agent_run_execute(run_id: int) -> str:
     try:
         return asyncio.run(go())
     except BaseException as exc:  # a time limit or a crash: never leave the run "running"
-        publish_final(asyncio.run(end_run(active, result=None, error=exc)))
+        publish_final(stream_key(run_id), done_event(asyncio.run(end_run(active, result=None, error=exc))))
         raise
 
 

@@ -209,8 +209,10 @@ def _mount_routers() -> None:
     api.add_router("/files", files_router)
 
     from workflows_app.api import router as workflows_router
+    from workflows_app.api import runs_router as workflow_runs_router
 
     api.add_router("/workflows", workflows_router)
+    api.add_router("/workflow-runs", workflow_runs_router)
 
 
 _mount_routers()

@@ -50,6 +50,11 @@ app.conf.beat_schedule = {
         "task": "knowledge_app.tasks.knowledge_resume_stuck_files",
         "schedule": crontab(minute="*/5"),
     },
+    # Every minute: hand workflow runs whose worker died back to the workers (they resume after their last step).
+    "workflow-runs-resume-stalled": {
+        "task": "workflows_app.tasks.workflow_runs_resume_stalled",
+        "schedule": crontab(),
+    },
     # Hourly, at minute 17 (https://crontab.guru/#17_*_*_*_*): delete traces past their workspace's retention.
     "traces-delete-expired": {
         "task": "traces_app.tasks.traces_delete_expired",

@@ -355,6 +355,15 @@ RUN_EVENTS_TTL_SECONDS = env_int("RUN_EVENTS_TTL_SECONDS", 3600, minimum=60)
 # A run is stopped (failed, refunded) after this long. With the Celery time limit it bounds every live run,
 # so one still unfinished after CREDITS_RESERVATION_TTL_SECONDS is dead: the periodic sweep fails it.
 RUN_TIMEOUT_SECONDS = env_int("RUN_TIMEOUT_SECONDS", 900, minimum=1)
+# A workflow run stops (failed, "step_budget_exceeded") after this many steps, loops included.
+WORKFLOW_MAX_STEP_RUNS = env_int("WORKFLOW_MAX_STEP_RUNS", 200, minimum=1)
+# A running workflow run renews its claim this often; one not renewed for WORKFLOW_STALL_SECONDS has lost its process:
+# the periodic sweep hands a background run to another worker (at most WORKFLOW_MAX_ATTEMPTS times) and fails others.
+WORKFLOW_HEARTBEAT_SECONDS = env_int("WORKFLOW_HEARTBEAT_SECONDS", 10, minimum=1)
+WORKFLOW_STALL_SECONDS = env_int("WORKFLOW_STALL_SECONDS", 60, minimum=3)
+WORKFLOW_MAX_ATTEMPTS = env_int("WORKFLOW_MAX_ATTEMPTS", 3, minimum=1)
+if WORKFLOW_STALL_SECONDS < 3 * WORKFLOW_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("WORKFLOW_STALL_SECONDS must be at least three WORKFLOW_HEARTBEAT_SECONDS.")
 if max(RUN_TIMEOUT_SECONDS, CELERY_TASK_TIME_LIMIT) >= CREDITS_RESERVATION_TTL_SECONDS:
     raise ImproperlyConfigured(
         "CREDITS_RESERVATION_TTL_SECONDS must be longer than RUN_TIMEOUT_SECONDS and CELERY_TASK_TIME_LIMIT: "

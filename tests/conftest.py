@@ -220,30 +220,44 @@ def serve_asgi(app: object) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def streamed_run_events(
-    server: str, agent_id: int, token: str, message: str = "Hi"
+def sse_events(
+    server: str, path: str, token: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
-    """POST a streamed run of ``agent_id`` with ``token`` to ``server``; return its events as (name, data)."""
+    """Read an event stream from ``server``: POST ``body`` to ``path`` (GET without one) with ``token``; return its
+    events as (name, data), each data with its ``id`` under "_id" when the event had one."""
     import json
 
     import httpx2
 
     events: list[tuple[str, dict[str, Any]]] = []
     with httpx2.stream(
-        "POST",
-        f"{server}/api/v1/agents/{agent_id}/run",
-        json={"message": message, "stream": True},
-        headers={"Authorization": f"Bearer {token}"},
+        "POST" if body is not None else "GET",
+        f"{server}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}", **(headers or {})},
         timeout=30,
     ) as response:
-        assert response.status_code == 200
-        name = ""
+        assert response.status_code == 200, response.read()
+        name, event_id = "", None
         for line in response.iter_lines():
-            if line.startswith("event: "):
+            if line.startswith("id: "):
+                event_id = line.removeprefix("id: ")
+            elif line.startswith("event: "):
                 name = line.removeprefix("event: ")
             elif line.startswith("data: "):
-                events.append((name, json.loads(line.removeprefix("data: "))))
+                data = json.loads(line.removeprefix("data: "))
+                if event_id is not None and isinstance(data, dict):
+                    data["_id"] = event_id
+                events.append((name, data))
+                event_id = None
     return events
+
+
+def streamed_run_events(
+    server: str, agent_id: int, token: str, message: str = "Hi"
+) -> list[tuple[str, dict[str, Any]]]:
+    """POST a streamed run of ``agent_id`` with ``token`` to ``server``; return its events as (name, data)."""
+    return sse_events(server, f"/api/v1/agents/{agent_id}/run", token, {"message": message, "stream": True})
 
 
 @pytest.fixture

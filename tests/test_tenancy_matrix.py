@@ -32,7 +32,8 @@ from providers_app.services import provider_create
 from tests.conftest import SUMMARY
 from tests.factories import add_member, make_user
 from traces_app.models import Span, Trace
-from workflows_app.models import Workflow
+from workflows_app.engine import start_workflow_run
+from workflows_app.models import Workflow, WorkflowRun
 from workflows_app.services import workflow_create
 
 pytestmark = pytest.mark.django_db
@@ -119,6 +120,12 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "workflow_get": {},
     "workflow_update": {"body": {"description": "Changed."}},
     "workflow_delete": {},
+    "workflow_run": {"body": {"message": "Hi"}},
+    "workflow_runs": {},
+    "workflow_run_list": {},
+    "workflow_run_get": {},
+    "workflow_run_cancel": {},
+    "workflow_run_events": {},
 }
 
 # Pages with an object in their path, by URL name: "get" pages show it, "post" pages change it.
@@ -198,6 +205,8 @@ def world(team, outsider, settings, tmp_path) -> World:
     invitation = invitation_create(actor=team, email="dave@example.com").invitation
     token = api_token_create(actor=team, name="owner's").token
     workflow = workflow_create(actor=team, name="Flow", steps=[{"id": "a", "agent_id": alpha.pk}])
+    workflow_run = start_workflow_run(actor=team, workflow_id=workflow.pk, message="Hi").run
+    WorkflowRun.objects.filter(pk=workflow_run.pk).update(status="failed", error="x", error_code="x")
     ids = {
         "agent_id": alpha.pk,
         "beta": beta.pk,
@@ -218,6 +227,7 @@ def world(team, outsider, settings, tmp_path) -> World:
         "store_id": store.pk,
         "file_id": stored.pk,
         "workflow_id": workflow.pk,
+        "workflow_run_id": workflow_run.pk,
     }
     actors: dict[str, Actor | None] = {
         "outsider": outsider,

@@ -12,7 +12,7 @@ ends it), or by default to the following step of the list, and ends after the la
 - ``kind: "parallel"`` runs its ``branches`` (agent steps of the workflow that run nowhere else) at the same time on
   the group's input, and its output gathers every branch's output by step id.
 - A condition that jumps back makes a loop; it must say how many times it may be taken (``max_iterations``), after
-  which it no longer holds, and the loop needs a way out. A run also stops after MAX_STEP_RUNS steps.
+  which it no longer holds, and the loop needs a way out. A run also stops after WORKFLOW_MAX_STEP_RUNS steps.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ END = "end"
 MAX_STEPS = 50
 MAX_CONDITIONS = 20
 MAX_ITERATIONS = 100
-MAX_STEP_RUNS = 200  # a run stops (failed, "step budget") after this many steps, loops included
 TEMPLATE_FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "contains", "exists")
 

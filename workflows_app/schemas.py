@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from ninja import Field, Schema
@@ -47,3 +48,89 @@ class WorkflowOut(Schema):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class WorkflowRunInput(InputSchema):
+    """The spec's ``WorkflowRunInput``: the user's message, and the context every step receives."""
+
+    message: str = Field(description="The user's message: the first step's input by default")
+    context_id: int | None = Field(None, description="A context (of any agent of the workspace) given to every step")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = Field(False, description="Answer with the run's events as Server-Sent Events as they happen")
+    background: bool = Field(False, description="Answer 202 at once; a worker runs it (see /workflow-runs/{id})")
+
+
+class WorkflowRunQueued(Schema):
+    workflow_run_id: str
+    status: str
+    trace_id: str
+
+
+class WorkflowRunAnswer(Schema):
+    """A finished workflow run: ``results`` keyed by step id (each step's output, messages, usage, run id...)."""
+
+    workflow_run_id: str
+    workflow_id: int | None
+    status: str
+    results: dict[str, Any]
+    output: Any
+    path: list[str]
+    usage: dict[str, Any]
+    cost: Decimal
+    trace_id: str
+    error: str | None
+    code: str | None
+    duration_ms: int | None
+
+
+class WorkflowRunFailed(WorkflowRunAnswer):
+    detail: str
+
+
+class StepRunOut(Schema):
+    step_id: str
+    sequence: int
+    iteration: int
+    group_id: str
+    agent_id: int | None
+    agent_run_id: int | None
+    status: str
+    input: str
+    output: Any
+    last_agent_name: str
+    guardrail_tripped: bool
+    usage: dict[str, Any]
+    cost: Decimal
+    error: str
+    error_code: str
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class WorkflowRunOut(Schema):
+    id: int
+    workflow_id: int | None
+    workflow_name: str
+    workflow_version: int
+    status: str
+    mode: str
+    message: str
+    context_name: str
+    results: dict[str, Any]
+    path: list[str]
+    final_output: Any
+    error: str
+    error_code: str
+    usage: dict[str, Any]
+    cost: Decimal
+    trace_id: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class WorkflowRunDetailOut(WorkflowRunOut):
+    steps: list[dict[str, Any]]
+    step_runs: list[StepRunOut]

@@ -10,12 +10,19 @@ from django.db.models import F
 from accounts_app.actor import Actor
 from agents_app.models import Agent
 from config.db import save_or_field_error
-from workflows_app.definition import DefinitionError, parse_steps
+from workflows_app.definition import DefinitionError, Graph, parse_steps
 from workflows_app.exceptions import InvalidInputError
 from workflows_app.models import Workflow
 from workflows_app.selectors import workflow_get
 
 WORKFLOW_FIELDS = {"name", "description", "steps", "metadata"}
+
+
+def workspace_graph(actor: Actor, steps: Any) -> Graph:
+    """Return the graph of ``steps`` checked against the agents ``actor``'s workspace has now. Raises
+    DefinitionError naming each bad step (another workspace's or a deleted agent among them)."""
+    agent_ids = set(Agent.objects.filter(workspace=actor.workspace).values_list("pk", flat=True))
+    return parse_steps(steps, allowed_agent_ids=agent_ids)
 
 
 def _check(actor: Actor, workflow: Workflow, fields: dict[str, str]) -> None:
@@ -27,9 +34,8 @@ def _check(actor: Actor, workflow: Workflow, fields: dict[str, str]) -> None:
         fields["name"] = "At most 100 characters."
     if not isinstance(workflow.metadata, dict):
         fields["metadata"] = "Give an object."
-    agent_ids = set(Agent.objects.filter(workspace=actor.workspace).values_list("pk", flat=True))
     try:
-        graph = parse_steps(workflow.steps, allowed_agent_ids=agent_ids)
+        graph = workspace_graph(actor, workflow.steps)
     except DefinitionError as exc:
         fields.update(exc.fields)
     else:

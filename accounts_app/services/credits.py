@@ -185,11 +185,15 @@ def credits_refused(*, workspace: Workspace, amount: Decimal) -> ApplicationErro
             extra={"limit": rate},
             headers={"Retry-After": str(max(1, 60 - int(time.time()) % 60))},
         )
-    balance = account.balance if account is not None else Decimal(0)
+    return insufficient_credits(balance=account.balance if account is not None else Decimal(0), required=amount)
+
+
+def insufficient_credits(*, balance: Decimal, required: Decimal, what: str = "the run") -> InsufficientCreditsError:
+    """Return the 402 for a workspace whose ``balance`` cannot cover the ``required`` credits of ``what``."""
     return InsufficientCreditsError(
-        f"This workspace has {balance.normalize():f} credits and the run needs {amount.normalize():f}. "
+        f"This workspace has {balance.normalize():f} credits and {what} needs {required.normalize():f}. "
         "Ask an operator for more credits.",
-        extra={"balance": str(balance), "required": str(amount)},
+        extra={"balance": str(balance), "required": str(required)},
     )
 
 

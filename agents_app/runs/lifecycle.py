@@ -59,13 +59,15 @@ async def start_run(
     provider_id: int | None = None,
     metadata: dict[str, Any] | None = None,
     mode: str = "sync",
+    extra_context: dict[str, Any] | None = None,
 ) -> ActiveRun:
     """Check the request, take the run's credits and record it: running, or queued when ``mode`` is
     ``"background"`` (the caller hands it to the worker). Returns the ActiveRun.
 
-    A run without ``conversation_id`` starts a new conversation. Reads happen in a database thread only when
-    the agent's definition is not cached or the request names a conversation or provider. Raises
-    PermissionDeniedError for viewers, NotFoundError for another workspace's agent, context, conversation
+    A run without ``conversation_id`` starts a new conversation. ``extra_context`` is laid over the context's
+    content (a workflow step's ``workflow_results``); the run records and receives the result. Reads happen in a
+    database thread only when the agent's definition is not cached or the request names a conversation or provider.
+    Raises PermissionDeniedError for viewers, NotFoundError for another workspace's agent, context, conversation
     or provider, InvalidInputError for an empty or oversized message, and InsufficientCreditsError (402)
     when the workspace cannot cover the reservation; nothing is written then.
     """
@@ -83,7 +85,9 @@ async def start_run(
         actor=actor, agent_id=agent_id, conversation_id=conversation_id, provider_id=provider_id
     )
     inputs = await db_call(read) if needs_queries else read()
-    start = start_statement(actor=actor, inputs=inputs, message=message, metadata=metadata or {}, mode=mode)
+    start = start_statement(
+        actor=actor, inputs=inputs, message=message, metadata=metadata or {}, mode=mode, extra_context=extra_context
+    )
     row = await adb.fetchone(start.sql, start.params)
     if row is None:
         raise await db_call(credits_refused, workspace=actor.workspace, amount=start.amount)

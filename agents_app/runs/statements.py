@@ -95,7 +95,13 @@ class StartStatement:
 
 
 def start_statement(
-    *, actor: Actor, inputs: RunInputs, message: str, metadata: dict[str, Any], mode: str
+    *,
+    actor: Actor,
+    inputs: RunInputs,
+    message: str,
+    metadata: dict[str, Any],
+    mode: str,
+    extra_context: dict[str, Any] | None = None,
 ) -> StartStatement:
     """Return the run's rows and the statement that takes the credits and records them (no query).
 
@@ -113,7 +119,7 @@ def start_statement(
         mode=mode,
         input=message,
         context_name=context.name if context else "",
-        context_data=dict(context.content) if context else {},
+        context_data={**(context.content if context else {}), **(extra_context or {})},
         provider=inputs.root_provider if inputs.root_provider.pk else None,
         provider_type=inputs.root_provider.type,
         model_name=inputs.root_model,

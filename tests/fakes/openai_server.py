@@ -237,13 +237,18 @@ class FakeOpenAIServer:
         app.router.add_post(RESPONSES_PATH, self._responses)
         app.router.add_post(EMBEDDINGS_PATH, self._embeddings)
         app.router.add_post(TRACES_INGEST_PATH, self._traces_ingest)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Stopping waits a second at most for handlers still delaying an answer nobody will read (a cancelled run).
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
 
     async def _shutdown(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:  # handlers still delaying an answer to a client that left
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     # --- shared request handling ----------------------------------------------------------------
     async def _begin(self, request: web.Request) -> tuple[dict[str, Any], web.StreamResponse | None]:
