@@ -116,9 +116,13 @@ def start_model_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
 
 
-def start_web_server(env: dict[str, str], port: int, **extra_env: str) -> subprocess.Popen[bytes]:
-    """Start the platform under one uvicorn worker on ``port``, with ``extra_env`` added to ``env``."""
-    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port), "--workers", "1"]
+def start_web_server(
+    env: dict[str, str], port: int, *, prefix: tuple[str, ...] = (), **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """Start the platform under one uvicorn worker on ``port``, with ``extra_env`` added to ``env`` (and the
+    command behind ``prefix``, such as a profiler's)."""
+    command = [*prefix, sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
+    command += ["--workers", "1"]
     command += ["--log-level", "warning", "--no-access-log"]
     return subprocess.Popen(command, cwd=ROOT, env={**env, **extra_env})
 

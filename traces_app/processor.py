@@ -243,12 +243,34 @@ class PostgresTraceProcessor(TracingProcessor):
                 try:
                     self.write(batch)
                 except Exception:
-                    logger.exception("Could not store %s trace items; they are dropped", len(batch))
-                    self._abandon(batch)
+                    self._write_apart(batch)
                 finally:
                     release_connection()
             for done in flushes:
                 done.set()
+
+    def _write_apart(self, batch: list[_Item]) -> None:
+        """After a failed batch: write each trace's items on their own, so that one bad trace (its row
+        deleted while it ran, by retention or a deleted workspace) loses only its own items, never the
+        other runs' traces that shared its batch. What still fails is logged, dropped and abandoned."""
+        groups: dict[str, list[_Item]] = {}
+        for item in batch:
+            groups.setdefault(item.subject.trace_id, []).append(item)
+        if len(groups) == 1:
+            logger.exception("Could not store %s trace items; they are dropped", len(batch))
+            self._abandon(batch)
+            return
+        lost: list[_Item] = []
+        for items in groups.values():
+            try:
+                self.write(items)
+            except Exception:
+                if not lost:
+                    logger.exception("Could not store the trace items of %s", items[0].subject.trace_id)
+                lost += items
+                self._abandon(items)
+        if lost:
+            logger.error("Could not store %s trace items; they are dropped", len(lost))
 
     def write(self, items: list[_Item]) -> None:
         """Store a batch: new traces (final already when they ended in this batch), their spans, and the

@@ -438,23 +438,22 @@ class WorkflowExecution:
     # --- Rows (in a database thread) ---------------------------------------------------------------------------
 
     def _open_step(self, step: StepSpec, iteration: int, group_id: str, text: str) -> StepRun:
-        row, _ = StepRun.objects.update_or_create(
-            workflow_run_id=self.run.pk,
-            step_id=step.id,
-            iteration=iteration,
-            defaults={
-                "sequence": self.sequence,
-                "group_id": group_id,
-                "agent_id": step.agent_id,
-                "input": text,
-                "status": WorkflowRunStatus.RUNNING,
-                "started_at": timezone.now(),
-                "agent_run": None,
-                "error": "",
-                "error_code": "",
-            },
-        )
-        return row
+        key: dict[str, Any] = {"workflow_run_id": self.run.pk, "step_id": step.id, "iteration": iteration}
+        values: dict[str, Any] = {
+            "sequence": self.sequence,
+            "group_id": group_id,
+            "agent_id": step.agent_id,
+            "input": text,
+            "status": WorkflowRunStatus.RUNNING,
+            "started_at": timezone.now(),
+            "agent_run": None,
+            "error": "",
+            "error_code": "",
+        }
+        if self.resumed:  # the step its lost worker was running has a row already: it starts over
+            row, _ = StepRun.objects.update_or_create(**key, defaults=values)
+            return row
+        return StepRun.objects.create(**key, **values)
 
     def _finished_step(self, step: StepSpec, iteration: int) -> StepOutcome | None:
         """Return the outcome of ``step``'s ``iteration`` when an earlier execution of this run finished it."""

@@ -151,6 +151,41 @@ def test_a_trace_stored_before_a_failed_write_ends_as_an_error(team, monkeypatch
     assert caplog.text.count("Could not store") == 2
 
 
+def test_a_trace_deleted_while_it_runs_loses_only_its_own_items(team, caplog):
+    """Retention or a deleted workspace can remove a trace's row while its run still writes spans: that
+    trace's late items are dropped, the other runs' traces that share their batch are stored."""
+    from agents.tracing import CustomSpanData
+    from agents.tracing.provider import DefaultTraceProvider
+
+    from traces_app.processor import PostgresTraceProcessor
+
+    writer = PostgresTraceProcessor(flush_interval=60)  # writes only when flushed: one batch below
+    provider = DefaultTraceProvider()
+    provider.register_processor(writer)
+    metadata = {"workspace_id": str(team.workspace.pk)}
+    doomed = provider.create_trace("Doomed", metadata=metadata)
+    doomed.start()
+    writer.force_flush()
+    Trace.objects.filter(trace_id=doomed.trace_id).delete()
+
+    late = provider.create_span(CustomSpanData(name="late", data={}), parent=doomed)
+    other = provider.create_trace("Other", metadata=metadata)
+    other.start()
+    kept = provider.create_span(CustomSpanData(name="kept", data={}), parent=other)
+    for span in (late, kept):
+        span.start()
+        span.finish()
+    other.finish()
+    doomed.finish()
+    writer.force_flush()
+
+    stored = Trace.objects.get(trace_id=other.trace_id)
+    assert (stored.status, stored.span_count) == ("ok", 1)
+    assert list(Span.objects.filter(trace=stored).values_list("name", flat=True)) == ["kept"]
+    assert not Trace.objects.filter(trace_id=doomed.trace_id).exists()
+    assert "Could not store the trace items of " + doomed.trace_id in caplog.text
+
+
 def test_a_full_queue_drops_items_and_counts_them():
     import threading
 
