@@ -1,7 +1,6 @@
 """Agents API. No `from __future__ import annotations`: ninja reads annotations at runtime."""
 
 import json
-import re
 from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -42,6 +41,7 @@ from agents_app.schemas import (
 from agents_app.tasks import queue_run
 from config.auth import BrowserSessionAuth, DeferredTokenAuth, request_actor, request_actor_async
 from config.db import db_call
+from config.downloads import attachment
 from config.paginators import LimitOffset
 
 router = Router(tags=["agents"])
@@ -101,7 +101,6 @@ def agent_import(request: HttpRequest, payload: ImportIn) -> Status:
 def agent_export(request: HttpRequest, agent_id: int, format: str = "json") -> HttpResponse:
     actor = request_actor(request)
     name = selectors.agent_get(actor=actor, agent_id=agent_id).name
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "agent"
     if format == "yaml":
         body, content_type, ext = (
             portability.agent_export_yaml(actor=actor, agent_id=agent_id),
@@ -115,9 +114,7 @@ def agent_export(request: HttpRequest, agent_id: int, format: str = "json") -> H
         content_type, ext = "application/json", "json"
     else:
         raise InvalidInputError("Unknown format.", fields={"format": "Choose json, yaml or python."})
-    response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{slug}.{ext}"'
-    return response
+    return attachment(body, name=name or "agent", ext=ext, content_type=content_type)
 
 
 @router.get("/{agent_id}", response=AgentOut)

@@ -15,6 +15,7 @@ import yaml.composer
 from django.db import transaction
 
 from accounts_app.actor import Actor
+from agents_app import file_search
 from agents_app.exceptions import InvalidInputError
 from agents_app.guardrails import Kind, default_message, regex_message
 from agents_app.legacy import convert_tools, split_guardrails
@@ -23,7 +24,10 @@ from agents_app.runtime import load_graph
 from agents_app.selectors import agent_get
 from agents_app.services import agent_create, agent_update, context_create, handoff_add
 from agents_app.tools import parameters_schema
+from config.db import free_name
 from config.input import check_json_value
+from knowledge_app.models import VectorStore
+from knowledge_app.services import store_create
 from providers_app.models import Provider
 
 FORMAT = "agents-platform/agents"
@@ -84,14 +88,29 @@ def agent_export(*, actor: Actor, agent_id: int) -> dict[str, Any]:
     Providers are named, never included: their keys stay in this workspace.
     """
     root = agent_get(actor=actor, agent_id=agent_id)
-    graph = load_graph(root=root)
-    names = {pk: row.name for pk, row in graph.agents.items()}
+    return {"format": FORMAT, "version": FORMAT_VERSION, "root": root.name, "agents": agent_items([root])}
+
+
+def agent_items(roots: list[Agent]) -> list[dict[str, Any]]:
+    """Return the export entries of ``roots`` and of every agent they reach, each once, naming agents by name."""
+    rows: dict[int, Agent] = {}
+    edges: dict[int, list[Any]] = {}
+    for root in roots:
+        if root.pk in rows:
+            continue
+        graph = load_graph(root=root)
+        rows |= graph.agents
+        edges |= graph.handoffs
+    names = {pk: row.name for pk, row in rows.items()}
     contexts: dict[int, list[AgentContext]] = {}
     for context in AgentContext.objects.filter(agent_id__in=names):
         contexts.setdefault(context.agent_id, []).append(context)
+    store_ids = {i for row in rows.values() for i in file_search.store_ids(row.tools).values()}
+    stores = dict(VectorStore.objects.filter(pk__in=store_ids).values_list("pk", "name"))
     agents = []
-    for pk, row in graph.agents.items():
+    for pk, row in rows.items():
         wired = {key: _without_header_values(getattr(row, key)) for key in _WIRED}
+        wired["tools"] = [_store_by_name(tool, stores) for tool in wired["tools"]]
         agents.append(
             {
                 "name": row.name,
@@ -100,7 +119,7 @@ def agent_export(*, actor: Actor, agent_id: int) -> dict[str, Any]:
                 **_swap_references(wired, names, to="agent"),
                 "handoffs": [
                     {"target": names[e.target_id], "tool_name": e.tool_name, "tool_description": e.tool_description}
-                    for e in graph.handoffs.get(pk, [])
+                    for e in edges.get(pk, [])
                 ],
                 "contexts": [
                     {"name": c.name, "content": c.content, "is_default": c.is_default}
@@ -108,7 +127,42 @@ def agent_export(*, actor: Actor, agent_id: int) -> dict[str, Any]:
                 ],
             }
         )
-    return {"format": FORMAT, "version": FORMAT_VERSION, "root": root.name, "agents": agents}
+    return agents
+
+
+def _store_by_name(tool: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
+    """Return a file search tool naming its knowledge base by name (``vector_store``), not by this workspace's id."""
+    params = tool.get("params")
+    if tool.get("type") != "file_search" or not isinstance(params, dict):
+        return tool
+    store_id = params.get("vector_store_id")
+    if store_id not in names:
+        return tool
+    kept = {k: v for k, v in params.items() if k != "vector_store_id"}
+    return {**tool, "params": {"vector_store": names[store_id], **kept}}
+
+
+def _store_by_id(actor: Actor, tools: Any) -> Any:
+    """Return the tools with each file search tool's ``vector_store`` (a name) made the id of this workspace's
+    knowledge base of that name, created empty when there is none (upload its documents after the import)."""
+    if not isinstance(tools, list):
+        return tools
+    result = []
+    for tool in tools:
+        params = tool.get("params") if isinstance(tool, dict) else None
+        if (
+            tool.get("type") == "file_search"
+            and isinstance(params, dict)
+            and isinstance(params.get("vector_store"), str)
+        ):
+            name = params["vector_store"].strip()[:100]
+            store = VectorStore.objects.filter(workspace=actor.workspace, name=name).first()
+            if store is None:
+                store = store_create(actor=actor, name=name)
+            kept = {k: v for k, v in params.items() if k != "vector_store"}
+            tool = {**tool, "params": {"vector_store_id": store.pk, **kept}}
+        result.append(tool)
+    return result
 
 
 def agent_export_yaml(*, actor: Actor, agent_id: int) -> str:
@@ -158,15 +212,6 @@ def parse_document(text: str) -> dict[str, Any]:
     return data
 
 
-def _free_name(workspace_id: int, name: str, taken: set[str]) -> str:
-    candidate, n = name, 1
-    while candidate in taken or Agent.objects.filter(workspace_id=workspace_id, name=candidate).exists():
-        n += 1
-        candidate = f"{name} ({n})"[:100]
-    taken.add(candidate)
-    return candidate
-
-
 def _v1_wiring(item: dict[str, Any], ids: dict[str, int], metadata: dict[str, Any]) -> dict[str, Any]:
     """Return a version-1 agent's tools and guardrails in the spec's shapes; what fits none goes to
     ``metadata`` (``legacy_tools``, ``legacy_guardrails``), as migration 0004 did with stored agents."""
@@ -214,6 +259,18 @@ def agent_import(*, actor: Actor, document: dict[str, Any]) -> Agent:
     default is used. All or nothing: raises InvalidInputError naming the problem, and nothing is created.
     """
     actor.require_write()
+    _, items = _export_items(document)
+    if document.get("root") not in {item["name"] for item in items}:
+        raise InvalidInputError("The root agent is missing.", fields={"root": "Name one of the agents."})
+    created = agents_import(actor=actor, document=document)
+    return Agent.objects.get(pk=created[document["root"]].pk)  # as wired, after the updates
+
+
+def _export_items(document: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    """Return the version and the agents of an agents export, with version 1's names made version 2's.
+
+    Raises InvalidInputError when it is not an export this platform reads, or an agent has no name.
+    """
     version = document.get("version")
     if document.get("format") != FORMAT or version not in READABLE_VERSIONS:
         raise InvalidInputError(
@@ -227,18 +284,24 @@ def agent_import(*, actor: Actor, document: dict[str, Any]) -> Agent:
         raise InvalidInputError("Every agent needs a name.", fields={"agents": "Every agent needs a name."})
     if version == 1:
         items = [{_V1_NAMES.get(k, k): v for k, v in item.items()} for item in items]
+    return version, items
+
+
+@transaction.atomic
+def agents_import(*, actor: Actor, document: dict[str, Any]) -> dict[str, Agent]:
+    """Create and wire the agents of an agents export, as ``agent_import`` does; returns them by their name in
+    the document (their names here may carry a suffix). Raises what ``agent_import`` raises."""
+    actor.require_write()
+    version, items = _export_items(document)
     by_name = {item["name"]: item for item in items}
-    if document.get("root") not in by_name:
-        raise InvalidInputError("The root agent is missing.", fields={"root": "Name one of the agents."})
     providers = {p.name: p.pk for p in Provider.objects.filter(workspace=actor.workspace)}
-    taken: set[str] = set()
     created: dict[str, Agent] = {}
     for name, item in by_name.items():
         values = {field: item[field] for field in _FIELDS if item.get(field) is not None}
         with _naming(name):
             created[name] = agent_create(
                 actor=actor,
-                name=_free_name(actor.workspace.pk, name, taken),
+                name=free_name(Agent.objects.filter(workspace=actor.workspace), name),
                 provider_id=providers.get(item.get("provider") or ""),
                 **values,
             )
@@ -250,6 +313,7 @@ def agent_import(*, actor: Actor, document: dict[str, Any]) -> Agent:
             wiring = _v1_wiring(item, ids, metadata)
         else:
             wiring = _swap_references(item, ids, to="agent_id")
+            wiring["tools"] = _store_by_id(actor, wiring["tools"])
             unknown = _unknown_agents(wiring)
             if unknown:
                 raise InvalidInputError(
@@ -286,7 +350,7 @@ def agent_import(*, actor: Actor, document: dict[str, Any]) -> Agent:
                         content=context.get("content" if version > 1 else "data") or {},
                         is_default=bool(context.get("is_default")) or None,
                     )
-    return Agent.objects.get(pk=created[document["root"]].pk)  # as wired, after the updates above
+    return created
 
 
 @contextmanager

@@ -93,21 +93,37 @@ def agent_edit(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
     )
 
 
+MAX_IMPORT_BYTES = 2_000_000
+
+
+def import_text(request: WorkspaceRequest) -> str:
+    """Return the export a page's import form sent: the uploaded file's text, else the pasted text.
+
+    Raises InvalidInputError when the file is larger than MAX_IMPORT_BYTES.
+    """
+    upload = request.FILES.get("file")
+    if upload is None:
+        return request.POST.get("text", "")
+    if upload.size and upload.size > MAX_IMPORT_BYTES:
+        raise InvalidInputError("The file is too large (2 MB at most).")
+    return upload.read().decode("utf-8", errors="replace")
+
+
+def failure_text(exc: InvalidInputError) -> str:
+    """Return an error's message with each field's problem, for a page's message."""
+    details = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+    return exc.message + (f" ({details})" if details else "")
+
+
 @login_required
 @require_POST
 def agent_import(request: WorkspaceRequest) -> HttpResponse:
     """Import an export (uploaded file or pasted text); goes to the imported root agent."""
     request.actor.require_write()
-    upload = request.FILES.get("file")
-    if upload is not None and upload.size and upload.size > 2_000_000:
-        messages.error(request, "The file is too large (2 MB at most).")
-        return redirect("agents:index")
-    text = upload.read().decode("utf-8", errors="replace") if upload else request.POST.get("text", "")
     try:
-        root = portability.agent_import(actor=request.actor, document=portability.parse_document(text))
+        root = portability.agent_import(actor=request.actor, document=portability.parse_document(import_text(request)))
     except InvalidInputError as exc:
-        details = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
-        messages.error(request, f"Import failed: {exc.message}" + (f" ({details})" if details else ""))
+        messages.error(request, f"Import failed: {failure_text(exc)}")
         return redirect("agents:index")
     messages.success(request, f"Imported “{root.name}” and the agents it uses.")
     return redirect("agents:detail", agent_id=root.pk)

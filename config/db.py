@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet
 
 from config.errors import InvalidInputError
 
@@ -148,3 +150,16 @@ def update_set(instance: models.Model, fields: Sequence[str], *, name: str) -> t
     return shape[0], {
         param: field.get_db_prep_save(getattr(instance, field.attname), wrapper) for field, param in shape[1]
     }
+
+
+def free_name(rows: QuerySet[Any], base: str, *, taken: AbstractSet[str] = frozenset(), max_length: int = 100) -> str:
+    """Return ``base``, or ``base (2)``, ``base (3)``, ...: the first that no row of ``rows`` (a workspace's
+    agents, workflows, ...) is named and ``taken`` does not hold, cut to ``max_length``. One query."""
+    base = base[:max_length]
+    used = set(rows.filter(name__startswith=base[: max_length - 6]).values_list("name", flat=True)) | set(taken)
+    candidate, n = base, 1
+    while candidate in used:
+        n += 1
+        suffix = f" ({n})"
+        candidate = base[: max_length - len(suffix)] + suffix
+    return candidate

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts_app.actor import Actor
 from accounts_app.models import Role
-from config.db import save_or_field_error
+from config.db import free_name, save_or_field_error
 from providers_app.clients import new_client
 from providers_app.egress import check_base_url
 from providers_app.exceptions import InvalidInputError, ProviderError, ProviderTestFailedError
@@ -92,17 +92,6 @@ _DERIVED_NAMES: dict[str, str] = {
     ProviderType.CUSTOM: "Custom",
     ProviderType.LOCAL: "Local model",
 }
-
-
-def _free_name(workspace: Any, base: str) -> str:
-    """Return ``base``, or ``base (2)``, ``base (3)``, ... : the first no provider of the workspace has."""
-    taken = set(Provider.objects.filter(workspace=workspace, name__startswith=base).values_list("name", flat=True))
-    n = 1
-    candidate = base
-    while candidate in taken:
-        n += 1
-        candidate = f"{base} ({n})"
-    return candidate
 
 
 def _validate(provider: Provider, *, key_required: bool, fields: dict[str, str]) -> None:
@@ -204,7 +193,8 @@ def _new_provider(
     provider = Provider(
         workspace=actor.workspace,
         type=type,
-        name=name.strip() or _free_name(actor.workspace, _DERIVED_NAMES.get(type, type)),
+        name=name.strip()
+        or free_name(Provider.objects.filter(workspace=actor.workspace), _DERIVED_NAMES.get(type, type)),
         api_key=(api_key or "").strip() or None,
         base_url=base_url,
         organization=(organization or "").strip(),

@@ -45,3 +45,23 @@ def add_member(*, actor: Actor, user: User, role: Role) -> Actor:
     """Add ``user`` to the actor's workspace with ``role``; returns the new member's Actor."""
     Membership.objects.create(workspace=actor.workspace, user=user, role=role)
     return Actor(user=user, workspace=actor.workspace, role=role)
+
+
+def make_fake_provider(actor: Actor, base_url: str, *, is_default: bool = True, **extra: Any) -> Any:
+    """Return a custom provider on the scripted model server (tests/fakes) at ``base_url``, allowed to reach it
+    (127.0.0.1), by default the workspace's default (its connection is tested first)."""
+    from django.test import override_settings
+
+    from providers_app.services import provider_create
+
+    with override_settings(PROVIDER_EGRESS_ALLOWLIST=["127.0.0.1"]):
+        return provider_create(
+            actor=actor,
+            type="custom",
+            name="Fake",
+            api_key="sk-fake-0123456789",
+            base_url=base_url,
+            models=["fake-model"],
+            is_default=is_default,
+            **extra,
+        )

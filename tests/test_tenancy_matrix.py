@@ -117,6 +117,11 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "file_search_tool_add": {"body": {"vector_store_id": "{vector_store_id}"}},
     "workflow_list": {},
     "workflow_create": {"body": {"name": "Flow2", "steps": [{"id": "a", "agent_id": "{agent_id}"}]}},
+    "workflow_import": {"body": {"document": {"format": "x"}}},
+    "workflow_export": {},
+    "template_list": {},
+    # A template is no workspace's object: everybody may use it, in their own workspace.
+    "template_use": {"body": {"vector_store_id": None}, "has_object": False},
     "workflow_get": {},
     "workflow_update": {"body": {"description": "Changed."}},
     "workflow_delete": {},
@@ -163,9 +168,16 @@ PAGES: dict[str, dict[str, Any]] = {
     },
     "knowledge:file_delete": {"method": "post"},
     "knowledge:file_reingest": {"method": "post"},
+    "workflows:detail": {"method": "get"},
+    "workflows:edit": {"method": "get", "role": "member"},
+    "workflows:delete": {"method": "post"},
+    "workflows:run_start": {"method": "post", "data": {"message": "Hi"}},
+    "workflows:run": {"method": "get"},
+    "workflows:run_cancel": {"method": "post"},
 }
-# Addressed by a secret, not by a workspace's object: the link works for whoever holds it.
-NOT_WORKSPACE_OBJECTS = {"accounts:invitation_accept_link"}
+# Not a workspace's object: addressed by a secret (the link works for whoever holds it), or the same for everybody
+# (a workflow template, used in one's own workspace: tests/workflows_app/test_pages.py).
+NOT_WORKSPACE_OBJECTS = {"accounts:invitation_accept_link", "workflows:template"}
 
 RANKS = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
 
@@ -228,6 +240,7 @@ def world(team, outsider, settings, tmp_path) -> World:
         "file_id": stored.pk,
         "workflow_id": workflow.pk,
         "workflow_run_id": workflow_run.pk,
+        "key": "document-analysis",
     }
     actors: dict[str, Actor | None] = {
         "outsider": outsider,
@@ -294,7 +307,7 @@ def test_api_operation(world, actor_name, operation_id, method, path):
         response = getattr(Client(headers=headers), method)(
             url, data=json.dumps(body) if body is not None else None, content_type="application/json"
         )
-    expected = _expected(entry, actor_name, has_object="{" in path or entry.get("has_object", False), method=method)
+    expected = _expected(entry, actor_name, has_object=entry.get("has_object", "{" in path), method=method)
     assert _verdict(response.status_code) == expected, (actor_name, method, url, response.content[:300])
     if response.status_code in (401, 403, 404):
         assert response.json()["code"] in {"not_authenticated", "permission_denied", "not_found"}
@@ -356,6 +369,7 @@ REFERENCES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("put", "/api/v1/traces/forwarding", "openai_provider_id", {}),
     ("post", "/api/v1/vector-stores", "embedding_provider_id", {"name": "Theirs"}),
     ("post", "/api/v1/agents/{agent_id}/file-search-tool", "vector_store_id", {}),
+    ("post", "/api/v1/workflows/templates/document-analysis", "vector_store_id", {}),
 ]
 
 

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router, Status
 from ninja.pagination import paginate
 
-from agents_app.events import feed_response, last_event_id, publish_final, sse_response
+from agents_app.events import feed_response, last_event_id, sse_response
+from agents_app.portability import parse_document
 from config.auth import BrowserSessionAuth, DeferredTokenAuth, request_actor, request_actor_async
 from config.db import db_call
+from config.downloads import attachment
 from config.paginators import LimitOffset
-from workflows_app import engine, selectors, services
+from workflows_app import engine, portability, selectors, services
 from workflows_app.engine import (
     execute_workflow,
     queue_workflow_run,
     start_workflow_run,
     stream_workflow,
-    workflow_done_event,
     workflow_run_feed,
     workflow_run_fields,
-    workflow_stream_key,
 )
 from workflows_app.exceptions import InvalidInputError
 from workflows_app.models import Workflow, WorkflowRun, WorkflowRunStatus
 from workflows_app.schemas import (
+    TemplateOut,
+    TemplateUseIn,
     WorkflowCreate,
+    WorkflowImportIn,
     WorkflowOut,
     WorkflowPatch,
     WorkflowRunAnswer,
@@ -59,6 +63,58 @@ def workflow_list(request: HttpRequest) -> list[dict[str, Any]]:
 )
 def workflow_create(request: HttpRequest, payload: WorkflowCreate) -> Status:
     return Status(201, workflow_out(services.workflow_create(actor=request_actor(request), **payload.service_values())))
+
+
+@router.post(
+    "/import",
+    response={201: WorkflowOut},
+    summary="Import a workflow with its agents (JSON or YAML)",
+    description="Reads what `GET /workflows/{id}/export` writes: the workflow's agents are created (names that "
+    "exist get a suffix), then the workflow, its steps pointing at them. All or nothing.",
+)
+def workflow_import(request: HttpRequest, payload: WorkflowImportIn) -> Status:
+    document = payload.document if payload.document is not None else parse_document(payload.text or "")
+    workflow = portability.workflow_import(actor=request_actor(request), document=document, name=payload.name)
+    return Status(201, workflow_out(workflow))
+
+
+@router.get("/templates", response=list[TemplateOut], summary="Ready-made workflows")
+def template_list(request: HttpRequest) -> list[portability.Template]:
+    request_actor(request)
+    return list(portability.TEMPLATES)
+
+
+@router.post(
+    "/templates/{key}",
+    response={201: WorkflowOut},
+    summary="Create a ready-made workflow and its agents",
+    description="A template whose agents search documents uses `vector_store_id`, or a new empty knowledge base "
+    "named after the workflow: upload documents to it, then run.",
+)
+def template_use(request: HttpRequest, key: str, payload: TemplateUseIn) -> Status:
+    workflow = portability.workflow_from_template(
+        actor=request_actor(request), key=key, name=payload.name, vector_store_id=payload.vector_store_id
+    )
+    return Status(201, workflow_out(workflow))
+
+
+@router.get(
+    "/{workflow_id}/export",
+    summary="Export the workflow with its agents",
+    description="`format=json` (default) or `yaml`: a document `POST /workflows/import` reads back. Steps name their "
+    "agents by name; providers are named, never included; endpoint header values are left out.",
+)
+def workflow_export(request: HttpRequest, workflow_id: int, format: str = "json") -> HttpResponse:
+    actor = request_actor(request)
+    if format == "yaml":
+        body, content_type = portability.workflow_export_yaml(actor=actor, workflow_id=workflow_id), "application/yaml"
+    elif format == "json":
+        document = portability.workflow_export(actor=actor, workflow_id=workflow_id)
+        body, content_type = json.dumps(document, indent=2, ensure_ascii=False), "application/json"
+    else:
+        raise InvalidInputError("Unknown format.", fields={"format": "Choose json or yaml."})
+    name = selectors.workflow_get(actor=actor, workflow_id=workflow_id).name
+    return attachment(body, name=name or "workflow", ext=format, content_type=content_type)
 
 
 @router.get("/{workflow_id}", response=WorkflowOut, summary="A workflow")
@@ -156,10 +212,7 @@ def workflow_run_get(request: HttpRequest, workflow_run_id: int) -> WorkflowRun:
     "finished keep their results. 409 when the run has already ended.",
 )
 def workflow_run_cancel(request: HttpRequest, workflow_run_id: int) -> WorkflowRun:
-    run, was_queued = engine.workflow_run_cancel(actor=request_actor(request), workflow_run_id=workflow_run_id)
-    if was_queued:  # no process runs it to tell its readers
-        publish_final(workflow_stream_key(run.pk), workflow_done_event(run))
-    return run
+    return engine.workflow_run_cancel(actor=request_actor(request), workflow_run_id=workflow_run_id)
 
 
 @runs_router.get(

@@ -25,7 +25,7 @@ from accounts_app.actor import Actor
 from accounts_app.models import CreditAccount
 from accounts_app.selectors import workspace_get_for_user
 from accounts_app.services.credits import insufficient_credits
-from agents_app.events import Feed, RowState
+from agents_app.events import Feed, RowState, publish_final
 from agents_app.models import AgentContext, AgentRun, RunStatus
 from agents_app.runs.background import fail_unstarted_run
 from agents_app.runs.execution import execute_run
@@ -672,10 +672,10 @@ def fail_workflow_run(run: WorkflowRun, error: ApplicationError | str, code: str
     return WorkflowRun.objects.get(pk=run.pk)
 
 
-def workflow_run_cancel(*, actor: Actor, workflow_run_id: int) -> tuple[WorkflowRun, bool]:
-    """Cancel a queued or running workflow run. Returns it and whether it was queued (no process runs it, so no one
-    else tells its readers it ended). A running one's execution stops within a second: its running step's agent
-    run is cancelled and refunded; finished steps keep their results.
+def workflow_run_cancel(*, actor: Actor, workflow_run_id: int) -> WorkflowRun:
+    """Cancel a queued or running workflow run; returns it. A running one's execution stops within a second: its
+    running step's agent run is cancelled and refunded; finished steps keep their results. A queued one's event
+    readers are told here (no process runs it to tell them).
 
     Raises PermissionDeniedError for viewers, NotFoundError for another workspace's run, ConflictError when it
     has ended already.
@@ -688,8 +688,10 @@ def workflow_run_cancel(*, actor: Actor, workflow_run_id: int) -> tuple[Workflow
     ):
         run.refresh_from_db()
         raise ConflictError(f"The run has already ended ({run.status}).")
-    was_queued = run.status == WorkflowRunStatus.QUEUED
-    return WorkflowRun.objects.prefetch_related("step_runs").get(pk=run.pk), was_queued
+    ended = WorkflowRun.objects.prefetch_related("step_runs").get(pk=run.pk)
+    if run.status == WorkflowRunStatus.QUEUED:  # as loaded before it was ended
+        publish_final(workflow_stream_key(run.pk), workflow_done_event(ended))
+    return ended
 
 
 def resume_stalled_workflow_runs(*, now: datetime | None = None) -> tuple[int, int]:

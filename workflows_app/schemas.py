@@ -134,3 +134,27 @@ class WorkflowRunOut(Schema):
 class WorkflowRunDetailOut(WorkflowRunOut):
     steps: list[dict[str, Any]]
     step_runs: list[StepRunOut]
+
+
+class WorkflowImportIn(InputSchema):
+    """A workflow export as JSON (``document``) or as JSON/YAML text (``text``), and optionally its name here."""
+
+    document: dict[str, Any] | None = None
+    text: str | None = Field(None, max_length=2_000_000)
+    name: str | None = Field(None, max_length=100, description="Name the workflow (default: the export's name)")
+
+
+class TemplateOut(Schema):
+    key: str
+    name: str
+    description: str
+    needs_knowledge_base: bool = Field(
+        description="Its agents search documents: give vector_store_id, or get a new one"
+    )
+
+
+class TemplateUseIn(InputSchema):
+    name: str | None = Field(None, max_length=100, description="Name the workflow (default: the template's name)")
+    vector_store_id: int | None = Field(
+        None, description="The knowledge base its agents search (default: a new, empty one to upload documents to)"
+    )

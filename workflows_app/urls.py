@@ -1,26 +1,18 @@
 from django.urls import path
 
-from config.sections import section_index
+from workflows_app import views
 
 app_name = "workflows"
 
 urlpatterns = [
-    path(
-        "",
-        section_index(
-            title="Workflows",
-            lead="Workflows chain agents into steps with conditions and branches.",
-            icon="⇶",
-            empty_title="No workflows yet",
-            empty_text="A workflow runs agents one after another, or in branches, passing each step's output on.",
-            empty_hint="Build agents first: workflows are made of them.",
-            coming=(
-                "Coming next: a canvas of steps (agents, conditions, loops), runs in the background with a "
-                "trace per step, and the same API under /api/v1/workflows. Until then, handoffs chain agents."
-            ),
-            action_url="/agents/",
-            action_label="Build agents",
-        ),
-        name="index",
-    ),
+    path("", views.workflow_list, name="index"),
+    path("new/", views.workflow_new, name="new"),
+    path("import/", views.workflow_import, name="import"),
+    path("templates/<slug:key>/", views.template_use, name="template"),
+    path("runs/<int:workflow_run_id>/", views.run_detail, name="run"),
+    path("runs/<int:workflow_run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("<int:workflow_id>/", views.workflow_detail, name="detail"),
+    path("<int:workflow_id>/edit/", views.workflow_edit, name="edit"),
+    path("<int:workflow_id>/delete/", views.workflow_delete, name="delete"),
+    path("<int:workflow_id>/run/", views.workflow_run, name="run_start"),
 ]

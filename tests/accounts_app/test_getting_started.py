@@ -53,14 +53,14 @@ def test_the_checklist_follows_what_was_done(team, viewer, page_client, fake_ope
     assert "Getting started" not in client.get("/").content.decode()  # all done: the checklist is gone
 
 
-def test_sections_not_built_yet_say_so_with_one_action(team, page_client):
+def test_empty_sections_say_what_to_do_with_one_action(team, page_client):
     client = page_client(team)
-    html = client.get("/workflows/").content.decode()
-    assert "Not built yet" in html
-    assert "Coming next:" in html
+    html = client.get("/workflows/").content.decode()  # no agents yet: build them first
+    assert "No workflows yet" in html
     assert html.count('class="btn primary"') == 1
-    knowledge = client.get("/knowledge/").content.decode()  # built: an empty state with its one action
-    assert "Not built yet" not in knowledge
+    assert 'href="/agents/new/"' in html
+    knowledge = client.get("/knowledge/").content.decode()
+    assert "No knowledge bases yet" in knowledge
     assert knowledge.count('class="btn primary"') == 1
     dashboard = client.get("/").content.decode()
     assert "tools, guardrails" not in dashboard  # no promise of what does not run yet

@@ -60,3 +60,19 @@ def off_the_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(function, *args, **kwargs).result()
+
+
+def sign_in(page: Any, username: str, workspace: str) -> None:
+    """Log in as ``username`` (the factories' password) and switch to ``workspace``, which the user owns."""
+    from playwright.sync_api import expect
+
+    from tests.factories import PASSWORD
+
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
+    page.locator("#workspace-switcher").select_option(label=f"{workspace} (owner)")
+    expect(page.get_by_role("heading", level=1)).to_have_text(workspace)
+    page.wait_for_load_state("networkidle")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.factories import PASSWORD, make_user, make_workspace
+from tests.browser.conftest import sign_in
+from tests.factories import make_user, make_workspace
 from tests.knowledge_app.files import make_pdf
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -20,14 +21,7 @@ def media(settings, tmp_path):
 
 def test_create_a_knowledge_base_drop_files_and_search_it(page, media, celery_worker):
     make_workspace(owner=make_user(username="kira"), name="Library")
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("kira")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/")
-    page.locator("#workspace-switcher").select_option(label="Library (owner)")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Library")
-    page.wait_for_load_state("networkidle")
+    sign_in(page, "kira", "Library")
 
     page.get_by_role("link", name="Knowledge", exact=True).click()
     expect(page.get_by_text("No knowledge bases yet")).to_be_visible()
