@@ -8,6 +8,9 @@ step, which is where a resumed run goes on from.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ from typing import Any
 
 from agents import custom_span, gen_trace_id, trace
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -55,6 +59,7 @@ from workflows_app.selectors import workflow_get, workflow_run_get
 from workflows_app.services import workspace_graph
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
+logger = logging.getLogger(__name__)
 WATCH_SECONDS = 1.0  # how soon a running workflow sees that it was cancelled
 _USAGE_KEYS = ("requests", "input_tokens", "output_tokens", "total_tokens")
 
@@ -150,6 +155,10 @@ class StepOutcome:
     error: str = ""
     error_code: str = ""
     cancelled: bool = False
+    # A main-flow step's row and agent run, closed when the run records the step (one transaction for both).
+    row: StepRun | None = None
+    agent_run: AgentRun | None = None
+    iteration: int = 0
 
 
 def add_usage(total: dict[str, int], usage: dict[str, Any]) -> None:
@@ -278,7 +287,8 @@ class WorkflowExecution:
         run = self.run
         await self._event("workflow_run", {"workflow_run_id": str(run.pk), "trace_id": run.trace_id})
         walker = asyncio.create_task(self._walk())
-        watcher = asyncio.create_task(self._watch(walker))
+        watcher = _watcher()
+        watcher.add(self, walker)
         try:
             error, code = await walker
         except asyncio.CancelledError:
@@ -292,7 +302,7 @@ class WorkflowExecution:
             await self._event("done", workflow_run_fields(finished))
             return finished
         finally:
-            watcher.cancel()
+            watcher.remove(self)
         status = WorkflowRunStatus.FAILED if error else WorkflowRunStatus.SUCCEEDED
         finished = await db_call(self._finish, status, error, code)
         await self._event("done", workflow_run_fields(finished))
@@ -315,26 +325,12 @@ class WorkflowExecution:
                 outcome = await self._step(step)
                 following = END if outcome.error else next_step(self.graph, step, outcome.result, self.walk.jumps)
                 await db_call(self._record, step, outcome, following)
+                if outcome.row is not None:  # not a step an earlier execution finished
+                    await self._event("step", {"step_id": step.id, "iteration": outcome.iteration} | outcome.answer)
                 if outcome.error:
                     return f"Step {step.id!r} failed: {outcome.error}", outcome.error_code or "step_failed"
                 current = following
         return "", ""
-
-    async def _watch(self, walker: asyncio.Task[tuple[str, str]]) -> None:
-        """Every second, see whether the run was cancelled or claimed by another worker, and renew the claim every
-        WORKFLOW_HEARTBEAT_SECONDS; when the run is no longer this execution's, stop the walk."""
-        beat = settings.WORKFLOW_HEARTBEAT_SECONDS
-        tick = 0
-        while not walker.done():
-            await asyncio.sleep(WATCH_SECONDS)
-            tick += 1
-            reason = await db_call(self._still_mine, tick * WATCH_SECONDS >= beat)
-            if tick * WATCH_SECONDS >= beat:
-                tick = 0
-            if reason is not None:
-                self.stopped = reason
-                walker.cancel()
-                return
 
     async def _step(self, step: StepSpec) -> StepOutcome:
         self.sequence += 1
@@ -342,11 +338,13 @@ class WorkflowExecution:
         self.walk.iterations[step.id] = iteration
         if step.kind == "parallel":
             return await self._parallel(step, iteration)
-        return await self._agent_step(step, iteration, group_id="", group_input=None)
+        return await self._agent_step(step, iteration, group_id="", group_input=None, close=False)
 
     async def _agent_step(
-        self, step: StepSpec, iteration: int, *, group_id: str, group_input: str | None
+        self, step: StepSpec, iteration: int, *, group_id: str, group_input: str | None, close: bool = True
     ) -> StepOutcome:
+        """Run an agent step; returns its outcome. A branch (``close``) closes its row and tells its result here; a
+        main-flow step leaves both to ``_walk``, which records them with the run's progress."""
         run = self.run
         if self.resumed:  # a step this run finished before its worker died is never run again
             done = await db_call(self._finished_step, step, iteration)
@@ -388,11 +386,15 @@ class WorkflowExecution:
             answer=answer,
             error=error,
             error_code=code,
+            row=row,
+            agent_run=agent_run,
+            iteration=iteration,
         )
-        await db_call(self._close_step, row, agent_run, outcome)
         if agent_run is not None:
             self.walk.add_usage(agent_run.usage or {}, agent_run.cost)
-        await self._event("step", {"step_id": step.id, "iteration": iteration} | answer)
+        if close:
+            await db_call(self._close_step, row, agent_run, outcome)
+            await self._event("step", {"step_id": step.id, "iteration": iteration} | answer)
         return outcome
 
     async def _parallel(self, step: StepSpec, iteration: int) -> StepOutcome:
@@ -430,10 +432,9 @@ class WorkflowExecution:
             branch, first = failed[0]
             error, code = f"branch {branch.id!r} failed: {first.error}", first.error_code
             answer |= {"error": error, "code": code}
-        outcome = StepOutcome(result=StepResult(output=output), answer=answer, error=error, error_code=code)
-        await db_call(self._close_step, row, None, outcome)
-        await self._event("step", {"step_id": step.id, "iteration": iteration} | answer)
-        return outcome
+        return StepOutcome(
+            result=StepResult(output=output), answer=answer, error=error, error_code=code, row=row, iteration=iteration
+        )
 
     # --- Rows (in a database thread) ---------------------------------------------------------------------------
 
@@ -486,8 +487,12 @@ class WorkflowExecution:
         row.duration_ms = max(0, int((now - row.started_at).total_seconds() * 1000))
         row.save()
 
+    @transaction.atomic
     def _record(self, step: StepSpec, outcome: StepOutcome, following: str) -> None:
-        """Record a finished step on the run's row: its result, the path, and where the run goes next."""
+        """Record a finished step: close its row, and on the run's row its result, the path and where the run goes
+        next (one transaction)."""
+        if outcome.row is not None:
+            self._close_step(outcome.row, outcome.agent_run, outcome)
         walk = self.walk
         walk.results[step.id] = outcome.result
         walk.answers[step.id] = outcome.answer
@@ -511,17 +516,6 @@ class WorkflowExecution:
             final_output=run.final_output,
         )
 
-    def _still_mine(self, renew: bool) -> str | None:
-        """Return None while the run is this execution's (renewing its claim when ``renew``), else why not:
-        ``"cancelled"`` or ``"lost"`` (failed by the sweep, or claimed again by another worker)."""
-        mine = WorkflowRun.objects.filter(pk=self.run.pk, attempts=self.token, status=WorkflowRunStatus.RUNNING)
-        if renew and mine.update(claimed_at=timezone.now()):
-            return None
-        if not renew and mine.exists():
-            return None
-        status = WorkflowRun.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
-        return "cancelled" if status == WorkflowRunStatus.CANCELLED else "lost"
-
     def _finish(self, status: str, error: str, code: str) -> WorkflowRun:
         """End the run with ``status`` unless it ended already (cancelled meanwhile) or another execution holds it;
         mark this execution's unfinished step runs cancelled. Returns the run as recorded."""
@@ -537,6 +531,80 @@ class WorkflowExecution:
             cost=self.walk.cost,
         )
         return WorkflowRun.objects.prefetch_related("step_runs").get(pk=self.run.pk)
+
+
+class _Watcher:
+    """Watches every workflow run executing on one event loop: every WATCH_SECONDS one query sees which were
+    cancelled or claimed by another worker (and their walks are stopped), and every WORKFLOW_HEARTBEAT_SECONDS one
+    statement renews the claims of the others. One query a second for the process, however many runs it holds."""
+
+    def __init__(self) -> None:
+        self.walks: dict[WorkflowExecution, asyncio.Task[tuple[str, str]]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, execution: WorkflowExecution, walker: asyncio.Task[tuple[str, str]]) -> None:
+        self.walks[execution] = walker
+        if self.task is None or self.task.done():
+            # A context of its own: it outlives the request that started it (a request's context ends with it).
+            self.task = asyncio.create_task(self._watch(), context=contextvars.Context())
+
+    def remove(self, execution: WorkflowExecution) -> None:
+        self.walks.pop(execution, None)
+
+    async def _watch(self) -> None:
+        since_beat = 0.0
+        while self.walks:
+            await asyncio.sleep(WATCH_SECONDS)
+            since_beat += WATCH_SECONDS
+            renew = since_beat >= settings.WORKFLOW_HEARTBEAT_SECONDS
+            if renew:
+                since_beat = 0.0
+            watched = dict(self.walks)
+            tokens = {execution.run.pk: execution.token for execution in watched}
+            try:
+                reasons = await db_call(_not_held, tokens, renew)
+            except Exception:  # the database is away for a moment: look again at the next tick
+                logger.exception("Could not check %s running workflow runs", len(tokens))
+                continue
+            for execution, walker in watched.items():
+                reason = reasons.get(execution.run.pk)
+                if reason is not None and not walker.done():
+                    execution.stopped = reason
+                    walker.cancel()
+                    self.remove(execution)
+
+
+_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = weakref.WeakKeyDictionary()
+
+
+def _watcher() -> _Watcher:
+    """Return the running event loop's watcher (a worker's task runs its own loop, the web process one for all)."""
+    loop = asyncio.get_running_loop()
+    watcher = _watchers.get(loop)
+    if watcher is None:
+        watcher = _watchers[loop] = _Watcher()
+    return watcher
+
+
+def _not_held(tokens: dict[int, int], renew: bool) -> dict[int, str]:
+    """Return why each run of ``tokens`` (run id: the attempt its execution holds) is no longer its execution's:
+    ``"cancelled"``, or ``"lost"`` (failed by the sweep, or claimed again by another worker). Runs still held are
+    left out; with ``renew`` their claims are renewed."""
+    held = Q()
+    for pk, token in tokens.items():
+        held |= Q(pk=pk, attempts=token)
+    if renew:
+        WorkflowRun.objects.filter(held, status=WorkflowRunStatus.RUNNING).update(claimed_at=timezone.now())
+    states = {
+        pk: (status, attempts)
+        for pk, status, attempts in WorkflowRun.objects.filter(pk__in=tokens).values_list("pk", "status", "attempts")
+    }
+    reasons = {}
+    for pk, token in tokens.items():
+        status, attempts = states.get(pk, ("", None))
+        if (status, attempts) != (WorkflowRunStatus.RUNNING, token):
+            reasons[pk] = "cancelled" if status == WorkflowRunStatus.CANCELLED else "lost"
+    return reasons
 
 
 def end_workflow_run(

@@ -253,3 +253,23 @@ def test_a_bad_context_on_the_builder_is_shown_on_the_builder(team, page_client)
     assert not AgentContext.objects.exists()
     from_detail = client.post(f"/agents/{a.pk}/contexts/", {"name": "x", "content": "[1]"})
     assert next(t.name for t in from_detail.templates) == "agents_app/detail.html"
+
+
+def test_the_agent_page_says_which_tools_do_not_run_yet(team, page_client):
+    code = {"code": "def main(x=1):\n    return x\n", "allow_code_execution": True}
+    agent = agent_create(
+        actor=team,
+        name="Toolbox",
+        tools=[
+            {"type": "function", "name": "echo", "params": code},
+            {"type": "web_search", "name": "web"},
+        ],
+        input_guardrails=[{"name": "no-x", "implementation": "regex", "config": {"pattern": "x"}}],
+    )
+    html = page_client(team).get(f"/agents/{agent.pk}/").content.decode()
+    rows = {row.split('class="mono">')[1].split("<")[0]: row for row in html.split("<tr><td>Tool</td>")[1:]}
+    assert "not run yet" not in rows["echo"].split("</tr>")[0]  # function tools run (in the sandbox)
+    assert "not run yet" in rows["web"].split("</tr>")[0]
+    guardrail = html.split("<td>Input guardrail</td>")[1].split("</tr>")[0]
+    assert "regex" in guardrail
+    assert "not run yet" not in guardrail

@@ -276,3 +276,49 @@ def test_a_run_that_lost_its_claim_stops_and_writes_nothing_more(team, three_ste
     row = WorkflowRun.objects.get(pk=start.run.pk)
     assert (row.status, row.path, row.attempts) == ("running", [], 2)  # left to the newer claim
     assert AgentRun.objects.get().status == "cancelled"
+
+
+def test_one_process_watches_all_its_runs_after_the_first_request_ends(
+    team, api_client, writer, fake_openai, asgi_server
+):
+    """The web process checks all its running workflow runs together; the request that began the checks ending
+    must not stop them: a run started later is still stopped by its cancel."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    one_step = create(api_client(team), [{"id": "only", "agent_id": writer.pk}], name="One step")
+    fake_openai.script(Reply("First.", delay=1.5), Reply("Never sent.", delay=30))
+    token = api_token_create(actor=team, name="watch").raw
+    answers: dict[str, int] = {}
+
+    def post(name: str) -> None:
+        request = urllib.request.Request(
+            f"{asgi_server}/api/v1/workflows/{one_step}/run",
+            data=json.dumps({"message": name}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answers[name] = response.status
+        except urllib.error.HTTPError as exc:
+            answers[name] = exc.code
+
+    first = threading.Thread(target=post, args=("first",))
+    first.start()
+    wait_for(lambda: len(fake_openai.requests_to(CHAT)) == 1, "the first run's model call")
+    second = threading.Thread(target=post, args=("second",))
+    second.start()
+    wait_for(lambda: len(fake_openai.requests_to(CHAT)) == 2, "the second run's model call")
+    first.join(30)
+    assert answers["first"] == 200  # its request (which began the checks) has ended
+    later = WorkflowRun.objects.get(message="second")
+    started = time.monotonic()
+    cancelled = api_client(team).post(f"/api/v1/workflow-runs/{later.pk}/cancel")
+    assert cancelled.status_code == 200, cancelled.content
+    second.join(15)
+    assert not second.is_alive(), "the cancelled run went on"
+    assert time.monotonic() - started < 10
+    assert answers["second"] == 502
+    assert StepRun.objects.get(workflow_run=later).status == "cancelled"
+    assert AgentRun.objects.filter(metadata__step_id="only", status="cancelled").count() == 1  # refunded
