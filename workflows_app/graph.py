@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-NODE_W, NODE_H, BRANCH_GAP, ROW_GAP, LANE, PAD, LABEL_W = 190, 46, 14, 40, 18, 12, 150
+NODE_W, NODE_H, BRANCH_GAP, ROW_GAP, LANE, PAD = 190, 46, 14, 40, 18, 12
+LABEL_CHARS = 40  # a condition's label is cut to this
+LABEL_W = LABEL_CHARS * 7  # room for it at 11px
 END_ID = "end"
 
 
@@ -77,7 +79,7 @@ def condition_label(condition: Mapping[str, Any]) -> str:
         text = f"not ({text})"
     if condition.get("max_iterations"):
         text += f" · at most {condition['max_iterations']} times"
-    return text if len(text) <= 40 else text[:39] + "…"
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
 def _steps(raw: Any) -> list[dict[str, Any]]:
@@ -236,12 +238,14 @@ def workflow_diagram(
             left_used += 1
             lane = left - left_used * LANE
             path = f"M {a.x} {ya} H {lane} V {yb} H {b.x}"
-            edges.append(Edge(path, label, kind, is_taken, lane - 4, (ya + yb) // 2, "end"))
+            # Labels stand beyond the outermost lane, clear of the other lanes' lines.
+            edges.append(Edge(path, label, kind, is_taken, left - left_lanes * LANE - 4, (ya + yb) // 2, "end"))
         else:  # conditions and loops: round the right side
             right_used += 1
             lane = left + column + right_used * LANE
             path = f"M {a.x + a.w} {ya - 6} H {lane} V {yb + 6} H {b.x + b.w}"
-            edges.append(Edge(path, label, kind, is_taken, lane + 4, (ya + yb) // 2))
+            outermost = left + column + right_lanes * LANE
+            edges.append(Edge(path, label, kind, is_taken, outermost + 4, (ya + yb) // 2))
     width = left + column + right_lanes * LANE + (LABEL_W if right_lanes else 0) + PAD
     height = end.y + end.h + PAD
     drawn = [*(n for n in nodes.values() if n.kind != "parallel"), *branch_nodes]

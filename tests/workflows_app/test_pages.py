@@ -266,3 +266,43 @@ def test_templates_and_imports_from_the_list(team, viewer, outsider, page_client
     assert their_retriever.tools[0]["params"]["vector_store_id"] == store.pk
     bad = client.post("/workflows/import/", {"text": "[1, 2]"}, follow=True).content.decode()
     assert "Import failed" in bad
+
+
+def test_the_graph_leaves_room_for_every_label(team, page_client, agents):
+    writer, editor = agents
+    steps = [
+        {
+            "id": "draft",
+            "agent_id": writer.pk,
+            "conditions": [
+                {"type": "contains", "value": "a rather long phrase", "target_step_id": "publish", "max_iterations": 3}
+            ],
+        },
+        {
+            "id": "polish",
+            "agent_id": editor.pk,
+            "conditions": [
+                {
+                    "type": "json_field",
+                    "field": "review.score",
+                    "operator": "lt",
+                    "value": 0.8,
+                    "target_step_id": "draft",
+                    "max_iterations": 3,
+                }
+            ],
+        },
+        {"id": "publish", "agent_id": writer.pk},
+    ]
+    workflow = workflow_create(actor=team, name="Loops", steps=steps)
+    html = page_client(team).get(f"/workflows/{workflow.pk}/").content.decode()
+    html = html.split('data-testid="workflow-graph"')[1]
+    width = int(re.search(r'<svg viewBox="0 0 (\d+) \d+"', html)[1])
+    found = re.findall(r'<text class="wf-label[^"]*" x="(\d+)" y="\d+" text-anchor="(\w+)">([^<]+)</text>', html)
+    labels = [label for label in found if label[2] != "otherwise"]  # those on the straight way on
+    assert len(labels) == 2
+    lanes = [int(x) for x in re.findall(r'class="wf-edge wf-(?:condition|loop)[^"]*" d="M \d+ \d+ H (\d+)', html)]
+    for x, anchor, text in labels:
+        assert anchor == "start"
+        assert int(x) > max(lanes)  # beyond every lane's line
+        assert int(x) + 6.5 * len(text) <= width  # 11px text: about 6.5px a character
