@@ -1,21 +1,18 @@
 """Per-process cache of what a run needs to know about an agent: its row, contexts, graph and the default provider.
 
-Loading it costs several queries; it changes only when someone edits the workspace's configuration, and
-every change to an agent, handoff, context or provider bumps ``Workspace.config_version``, whatever made it
-(database triggers, agents_app/migrations/0003). The request's
-actor already carries its workspace row, so checking the cache costs no query at all.
+Loading it costs several queries; it changes only when someone edits the workspace's configuration, which bumps
+``Workspace.config_version`` (config/config_cache.py), so checking the cache costs no query at all.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from accounts_app.actor import Actor
 from agents_app.models import Agent, AgentContext
 from agents_app.runtime import Graph, load_graph
 from agents_app.selectors import agent_get
+from config.config_cache import ConfigCache
 from providers_app.models import Provider
 from providers_app.selectors import provider_for_run
 
@@ -32,19 +29,12 @@ class AgentDefinition:
     default_provider: Provider
 
 
-_cache: OrderedDict[tuple[int, int], tuple[int, AgentDefinition]] = OrderedDict()
-_lock = threading.Lock()
+_cache: ConfigCache[AgentDefinition] = ConfigCache(MAX_ENTRIES)
 
 
 def cached_definition(actor: Actor, agent_id: int) -> AgentDefinition | None:
     """Return the agent's definition if the cache holds it for the workspace's current configuration."""
-    key = (actor.workspace.pk, agent_id)
-    with _lock:
-        hit = _cache.get(key)
-        if hit is not None and hit[0] == actor.workspace.config_version:
-            _cache.move_to_end(key)
-            return hit[1]
-    return None
+    return _cache.get(actor, agent_id)
 
 
 def agent_definition(*, actor: Actor, agent_id: int) -> AgentDefinition:
@@ -55,7 +45,6 @@ def agent_definition(*, actor: Actor, agent_id: int) -> AgentDefinition:
     hit = cached_definition(actor, agent_id)
     if hit is not None:
         return hit
-    key = (actor.workspace.pk, agent_id)
     version = actor.workspace.config_version
     agent = agent_get(actor=actor, agent_id=agent_id)
     definition = AgentDefinition(
@@ -64,15 +53,5 @@ def agent_definition(*, actor: Actor, agent_id: int) -> AgentDefinition:
         graph=load_graph(root=agent),
         default_provider=provider_for_run(workspace=actor.workspace),
     )
-    with _lock:
-        _cache[key] = (version, definition)
-        _cache.move_to_end(key)
-        while len(_cache) > MAX_ENTRIES:
-            _cache.popitem(last=False)
+    _cache.put(actor, agent_id, definition, version=version)
     return definition
-
-
-def clear() -> None:
-    """Forget everything (tests)."""
-    with _lock:
-        _cache.clear()

@@ -117,12 +117,12 @@ def start_model_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes
 
 
 def start_web_server(
-    env: dict[str, str], port: int, *, prefix: tuple[str, ...] = (), **extra_env: str
+    env: dict[str, str], port: int, *, prefix: tuple[str, ...] = (), workers: int = 1, **extra_env: str
 ) -> subprocess.Popen[bytes]:
-    """Start the platform under one uvicorn worker on ``port``, with ``extra_env`` added to ``env`` (and the
-    command behind ``prefix``, such as a profiler's)."""
+    """Start the platform under ``workers`` uvicorn workers on ``port``, with ``extra_env`` added to ``env`` (and
+    the command behind ``prefix``, such as a profiler's)."""
     command = [*prefix, sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
-    command += ["--workers", "1"]
+    command += ["--workers", str(workers)]
     command += ["--log-level", "warning", "--no-access-log"]
     return subprocess.Popen(command, cwd=ROOT, env={**env, **extra_env})
 

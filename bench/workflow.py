@@ -138,6 +138,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side (median reported)")
     parser.add_argument("--quick", action="store_true", help="few runs, to check the script works")
     parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn workers serving the platform (the SDK side is one process)"
+    )
+    parser.add_argument(
         "--profile", metavar="SVG", help="record the web server with py-spy into this file of collapsed stacks"
     )
     parser.add_argument("--sdk-worker", metavar="MODEL_URL", help=argparse.SUPPRESS)
@@ -151,6 +154,7 @@ def main() -> None:
     model_port, web_port = free_port(), free_port()
     model_url = f"http://127.0.0.1:{model_port}/v1"
     processes: list[subprocess.Popen[Any]] = [start_echo_server(env, model_port)]
+    web: subprocess.Popen[Any] | None = None
     try:
         wait_http(model_url + "/models")
         workflow_id, token = setup_workflow(model_url)
@@ -159,7 +163,7 @@ def main() -> None:
             if args.profile
             else ()
         )
-        web = start_web_server(env, web_port, prefix=profiler)
+        web = start_web_server(env, web_port, prefix=profiler, workers=args.workers)
         processes.append(web)
         sdk = subprocess.Popen(
             [sys.executable, __file__, "--sdk-worker", model_url],
@@ -206,7 +210,7 @@ def main() -> None:
         met = "met" if platform_p95 < 1000 else "NOT met"
         print(f"\nTarget: p95 under 1 s at c={args.concurrency} -> {met} ({platform_p95:.0f} ms)")
     finally:
-        if args.profile:
+        if args.profile and web is not None:
             web.send_signal(signal.SIGINT)  # py-spy writes its flame graph on an interrupt
             web.wait(timeout=60)
         stop_all(processes)

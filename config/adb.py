@@ -121,7 +121,8 @@ def _raw(sql: str) -> tuple[bytes, tuple[str, ...], int]:
     return found
 
 
-def _fetchone_on_django_connection(sql: str, params: Params | None) -> tuple[Any, ...] | None:
+def fetchone_sync(sql: str, params: Params | None = None) -> tuple[Any, ...] | None:
+    """``fetchone`` for sync code: the same statement through Django's connection (in its transaction, if any)."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() if cursor.description is not None else None
@@ -134,7 +135,7 @@ async def fetchone(sql: str, params: Params | None = None) -> tuple[Any, ...] | 
     a mapping. Raises TypeError when the parameters do not match the placeholders.
     """
     if asyncio.get_running_loop() not in _server_loops:
-        return await db_call(_fetchone_on_django_connection, sql, params)
+        return await db_call(fetchone_sync, sql, params)
     query, names, count = _raw(sql)
     values: list[Any] | None = None
     if isinstance(params, dict):

@@ -83,7 +83,8 @@ get_asgi_application()  # sets Django up (apps, settings, logging)
 
 def build_application(*, hot_path: bool | None = None) -> Lifespan:
     """Return the ASGI application: Django, behind the API hot path (config/hot_path.py, which serves plain token
-    runs and searches on the event loop) unless ``hot_path`` (default: the API_HOT_PATH setting) is off.
+    agent and workflow runs and searches on the event loop) unless ``hot_path`` (default: the API_HOT_PATH setting)
+    is off.
 
     Raises ImproperlyConfigured when the hot path is on and MIDDLEWARE holds something it cannot honour.
     """
@@ -93,10 +94,11 @@ def build_application(*, hot_path: bool | None = None) -> Lifespan:
     from agents_app.hot_path import RUN_ROUTE
     from config.hot_path import HotPath
     from knowledge_app.hot_path import SEARCH_ROUTE
+    from workflows_app.hot_path import WORKFLOW_RUN_ROUTE
 
     use_hot_path = settings.API_HOT_PATH if hot_path is None else hot_path
     django_app = ASGIHandler()  # its middleware chain reads the settings as they are now
-    app: Any = HotPath(django_app, [RUN_ROUTE, SEARCH_ROUTE]) if use_hot_path else django_app
+    app: Any = HotPath(django_app, [RUN_ROUTE, SEARCH_ROUTE, WORKFLOW_RUN_ROUTE]) if use_hot_path else django_app
     return Lifespan(ReusedRequestThreads(app))
 
 

@@ -1,7 +1,8 @@
 """The API's hot path: the few token calls made at volume, served on the event loop, beside Django's request stack.
 
-A run (``POST /api/v1/agents/{id}/run``, agents_app/hot_path.py) and a search
-(``POST /api/v1/vector-stores/{id}/search``, knowledge_app/hot_path.py) are the calls integrators make at volume,
+A run (``POST /api/v1/agents/{id}/run``, agents_app/hot_path.py), a workflow run (``POST
+/api/v1/workflows/{id}/run``, workflows_app/hot_path.py) and a search (``POST /api/v1/vector-stores/{id}/search``,
+knowledge_app/hot_path.py) are the calls integrators make at volume,
 and Django's request stack around them costs more CPU than much of the platform's own work. Here a JSON request
 that carries a bearer token and matches a route is read once and given to the route's handler, which parses it
 with the endpoint's schema, checks the token and does the work through the same functions as the ninja endpoint,
@@ -22,11 +23,13 @@ stops start-up with a message; ``API_HOT_PATH=false`` turns the hot path off.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import io
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -48,6 +51,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 InputModel = TypeVar("InputModel", bound=BaseModel)
+S = TypeVar("S")
+R = TypeVar("R")
 
 logger = logging.getLogger("django.request")  # where Django logs its 4xx/5xx answers
 
@@ -83,6 +88,42 @@ class HotCall:
         if actor is None:
             raise HandOver
         return actor
+
+    async def run(
+        self,
+        start: Awaitable[S],
+        execute: Callable[[S], Awaitable[R]],
+        outcome: Callable[[R], tuple[int, dict[str, Any]]],
+        schemas: Mapping[int, type[BaseModel]],
+    ) -> None:
+        """Serve a run: await ``start`` (raising HandOver if it fails: it wrote nothing, and the full stack answers
+        with the error), then ``execute`` what it started while watching the connection, and answer with
+        ``outcome``'s status and body, validated by that status's schema in ``schemas`` (as the ninja endpoint's).
+
+        A client that goes away cancels the execution, which records its run as cancelled (credits refunded); a run
+        that could not be recorded (the database went away) is answered 500, as config/api.py answers the
+        unexpected.
+        """
+        try:
+            started = await start
+        except Exception:
+            raise HandOver from None
+        task = asyncio.ensure_future(execute(started))
+        disconnect = asyncio.ensure_future(_disconnected(self.receive))
+        await asyncio.wait((task, disconnect), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return
+        disconnect.cancel()
+        try:
+            status, data = outcome(task.result())
+        except Exception:
+            logging.getLogger("config.api").exception("Unhandled error in POST %s", self.scope["path"])
+            await self.answer(500, {"detail": "Internal server error.", "code": "server_error"})
+            return
+        await self.answer(status, schemas[status].model_validate(data).model_dump())
 
     async def answer(self, status: int, data: dict[str, Any]) -> None:
         """Send ``data`` (already validated by the endpoint's output schema) as the endpoint's JSON answer."""
@@ -186,6 +227,11 @@ class HotPath:
         except Exception:
             return None  # refused (a host not allowed, a user agent): Django answers as always
         return request
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _header(scope: Scope, name: bytes) -> str:

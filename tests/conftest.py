@@ -197,8 +197,8 @@ def s3_server() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _fresh_agent_definitions():
-    """Each test starts with an empty definition cache (ids are reused between tests)."""
-    from agents_app.definitions import clear
+    """Each test starts with empty configuration caches (ids are reused between tests)."""
+    from config.config_cache import clear_all as clear
 
     clear()
     yield
@@ -319,6 +319,22 @@ def handed_over(monkeypatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(front, "app", recording)
     return calls
+
+
+@pytest.fixture
+def statements(monkeypatch) -> list[str]:
+    """Record every statement sent through config.adb (the hot path's writes and token checks)."""
+    sent: list[str] = []
+    from config import adb
+
+    fetchone = adb.fetchone
+
+    async def recording(sql, params=None):
+        sent.append(sql)
+        return await fetchone(sql, params)
+
+    monkeypatch.setattr(adb, "fetchone", recording)
+    return sent
 
 
 @pytest.fixture(params=["hot path", "django"])

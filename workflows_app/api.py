@@ -19,7 +19,7 @@ from workflows_app import engine, portability, selectors, services
 from workflows_app.engine import (
     execute_workflow,
     queue_workflow_run,
-    start_workflow_run,
+    start_workflow_run_async,
     stream_workflow,
     workflow_run_feed,
     workflow_run_fields,
@@ -169,8 +169,7 @@ async def workflow_run(request: HttpRequest, workflow_id: int, payload: Workflow
         )
     mode = "background" if payload.background else "stream" if payload.stream else "sync"
     actor = await request_actor_async(request)
-    start = await db_call(
-        start_workflow_run,
+    start = await start_workflow_run_async(
         actor=actor,
         workflow_id=workflow_id,
         message=payload.message,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,8 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 from agents import custom_span, gen_trace_id, trace
+from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -33,13 +34,12 @@ from agents_app.events import Feed, RowState, publish_final
 from agents_app.models import AgentContext, AgentRun, RunStatus
 from agents_app.runs.background import fail_unstarted_run
 from agents_app.runs.execution import execute_run
-from agents_app.runs.inputs import MAX_MESSAGE_CHARS, check_message, read_inputs
+from agents_app.runs.inputs import MAX_MESSAGE_CHARS, check_message
 from agents_app.runs.lifecycle import ActiveRun, end_run, start_run
-from agents_app.runs.statements import reservation_amount
+from config import adb
 from config.db import db_call
 from workflows_app.definition import (
     END,
-    DefinitionError,
     Graph,
     StepResult,
     StepSpec,
@@ -50,13 +50,19 @@ from workflows_app.definition import (
 from workflows_app.exceptions import (
     ApplicationError,
     ConflictError,
-    InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
 )
 from workflows_app.models import StepRun, WorkflowRun, WorkflowRunStatus
-from workflows_app.selectors import workflow_get, workflow_run_get
-from workflows_app.services import workspace_graph
+from workflows_app.plans import checked_graph, plan_is_cached, workflow_estimate, workflow_plan
+from workflows_app.selectors import workflow_run_get
+from workflows_app.statements import (
+    close_step_statement,
+    end_statement,
+    open_step_statement,
+    progress_statement,
+    start_statement,
+)
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 logger = logging.getLogger(__name__)
@@ -73,27 +79,71 @@ class WorkflowStart:
     actor: Actor
 
 
-def checked_graph(actor: Actor, steps: Any) -> Graph:
-    """Return the graph of ``steps`` as they run now (agents deleted since the workflow was saved are caught).
-    Raises InvalidInputError naming each bad step."""
-    try:
-        return workspace_graph(actor, steps)
-    except DefinitionError as exc:
-        raise InvalidInputError("The workflow cannot run as it is saved: fix its steps.", fields=exc.fields) from None
+@dataclass
+class _PreparedStart:
+    """A run checked and built, not recorded yet: its row and the statement that records it."""
+
+    run: WorkflowRun
+    graph: Graph
+    needed: Decimal
+    sql: str
+    params: dict[str, Any]
 
 
-def workflow_estimate(actor: Actor, graph: Graph, message: str) -> Decimal:
-    """Return the credits the workflow's steps reserve when each runs once: what it must be able to cover."""
-    total = Decimal(0)
-    for agent_id in sorted(graph.agent_ids()):
-        inputs = read_inputs(actor=actor, agent_id=agent_id)
-        total += reservation_amount(
-            inputs.root_provider, inputs.root_model, message, inputs.definition.agent.instructions
-        )
-    return total
+def _prepare_start(
+    *,
+    actor: Actor,
+    workflow_id: int,
+    message: str,
+    context_id: int | None,
+    mode: str,
+    metadata: dict[str, Any] | None,
+) -> _PreparedStart:
+    """Check the request and build the run (see ``start_workflow_run``). Reads the database only for a context or
+    a workflow whose plan is not cached (``_start_needs_queries``)."""
+    actor.require_write()
+    check_message(message)
+    plan = workflow_plan(actor=actor, workflow_id=workflow_id)
+    workflow = plan.workflow
+    context = None
+    if context_id is not None:
+        context = AgentContext.objects.filter(pk=context_id, agent__workspace=actor.workspace).first()
+        if context is None:
+            raise NotFoundError("Context not found.")
+    needed = workflow_estimate(actor, plan.graph, message)
+    now = timezone.now()
+    queued = mode == "background"
+    run = WorkflowRun(
+        workspace=actor.workspace,
+        workflow=workflow,
+        workflow_name=workflow.name,
+        workflow_version=workflow.version,
+        steps=workflow.steps,
+        status=WorkflowRunStatus.QUEUED if queued else WorkflowRunStatus.RUNNING,
+        mode=mode,
+        message=message,
+        context_name=context.name if context else "",
+        context_data=dict(context.content) if context else {},
+        trace_id=gen_trace_id(),
+        metadata=metadata or {},
+        created_by=actor.user,
+        created_at=now,
+        started_at=None if queued else now,
+        attempts=0 if queued else 1,
+        claimed_at=None if queued else now,
+    )
+    sql, params = start_statement(run, needed)
+    return _PreparedStart(run=run, graph=plan.graph, needed=needed, sql=sql, params=params)
 
 
-def start_workflow_run(
+def _credits_refused(actor: Actor, needed: Decimal) -> ApplicationError:
+    balance = CreditAccount.objects.filter(workspace=actor.workspace).values_list("balance", flat=True).first()
+    return insufficient_credits(
+        balance=balance or Decimal(0), required=needed, what="the workflow (each of its steps once)"
+    )
+
+
+async def start_workflow_run_async(
     *,
     actor: Actor,
     workflow_id: int,
@@ -107,43 +157,32 @@ def start_workflow_run(
     Raises PermissionDeniedError for viewers, NotFoundError for another workspace's workflow or context,
     InvalidInputError for an empty message or steps that no longer hold (an agent deleted), and
     InsufficientCreditsError (402) when the balance cannot cover every step's reservation; nothing is written then.
-    Each step reserves and settles its own credits as it runs.
+    Each step reserves and settles its own credits as it runs. A workflow whose plan is cached (unchanged since
+    its last run in this process) starts with one statement and no read.
     """
-    actor.require_write()
-    check_message(message)
-    workflow = workflow_get(actor=actor, workflow_id=workflow_id)
-    graph = checked_graph(actor, workflow.steps)
-    context = None
-    if context_id is not None:
-        context = AgentContext.objects.filter(pk=context_id, agent__workspace=actor.workspace).first()
-        if context is None:
-            raise NotFoundError("Context not found.")
-    needed = workflow_estimate(actor, graph, message)
-    balance = CreditAccount.objects.filter(workspace=actor.workspace).values_list("balance", flat=True).first()
-    if (balance or Decimal(0)) < needed:
-        raise insufficient_credits(
-            balance=balance or Decimal(0), required=needed, what="the workflow (each of its steps once)"
-        )
-    now = timezone.now()
-    run = WorkflowRun.objects.create(
-        workspace=actor.workspace,
-        workflow=workflow,
-        workflow_name=workflow.name,
-        workflow_version=workflow.version,
-        steps=workflow.steps,
-        status=WorkflowRunStatus.QUEUED if mode == "background" else WorkflowRunStatus.RUNNING,
-        mode=mode,
+    prepare = functools.partial(
+        _prepare_start,
+        actor=actor,
+        workflow_id=workflow_id,
         message=message,
-        context_name=context.name if context else "",
-        context_data=dict(context.content) if context else {},
-        trace_id=gen_trace_id(),
-        metadata=metadata or {},
-        created_by=actor.user,
-        started_at=None if mode == "background" else now,
-        attempts=0 if mode == "background" else 1,
-        claimed_at=None if mode == "background" else now,
+        context_id=context_id,
+        mode=mode,
+        metadata=metadata,
     )
-    return WorkflowStart(run=run, graph=graph, actor=actor)
+    cached = context_id is None and plan_is_cached(actor, workflow_id)
+    prepared = prepare() if cached else await db_call(prepare)
+    row = await adb.fetchone(prepared.sql, prepared.params)
+    if row is None:
+        raise await db_call(_credits_refused, actor, prepared.needed)
+    run = prepared.run
+    run.pk = row[0]
+    run._state.adding = False
+    return WorkflowStart(run=run, graph=prepared.graph, actor=actor)
+
+
+def start_workflow_run(**kwargs: Any) -> WorkflowStart:
+    """``start_workflow_run_async`` for sync code (a page, a test): same arguments, answer and errors."""
+    return async_to_sync(start_workflow_run_async)(**kwargs)
 
 
 @dataclass
@@ -155,7 +194,7 @@ class StepOutcome:
     error: str = ""
     error_code: str = ""
     cancelled: bool = False
-    # A main-flow step's row and agent run, closed when the run records the step (one transaction for both).
+    # A main-flow step's row and agent run, closed when the run records the step (one statement for both).
     row: StepRun | None = None
     agent_run: AgentRun | None = None
     iteration: int = 0
@@ -294,17 +333,15 @@ class WorkflowExecution:
         except asyncio.CancelledError:
             outer = asyncio.current_task()
             if self.stopped is None or (outer is not None and outer.cancelling()):
-                await asyncio.shield(
-                    db_call(self._finish, WorkflowRunStatus.CANCELLED, "The run was cancelled.", "cancelled")
-                )
+                await asyncio.shield(self._finish(WorkflowRunStatus.CANCELLED, "The run was cancelled.", "cancelled"))
                 raise
-            finished = await db_call(self._finish, WorkflowRunStatus.CANCELLED, "", "")
+            finished = await self._finish(WorkflowRunStatus.CANCELLED, "", "")
             await self._event("done", workflow_run_fields(finished))
             return finished
         finally:
             watcher.remove(self)
         status = WorkflowRunStatus.FAILED if error else WorkflowRunStatus.SUCCEEDED
-        finished = await db_call(self._finish, status, error, code)
+        finished = await self._finish(status, error, code)
         await self._event("done", workflow_run_fields(finished))
         return finished
 
@@ -324,7 +361,7 @@ class WorkflowExecution:
                 step = self.graph.by_id[current]
                 outcome = await self._step(step)
                 following = END if outcome.error else next_step(self.graph, step, outcome.result, self.walk.jumps)
-                await db_call(self._record, step, outcome, following)
+                await self._record(step, outcome, following)
                 if outcome.row is not None:  # not a step an earlier execution finished
                     await self._event("step", {"step_id": step.id, "iteration": outcome.iteration} | outcome.answer)
                 if outcome.error:
@@ -352,7 +389,7 @@ class WorkflowExecution:
                 self.walk.add_usage(done.answer.get("usage", {}), Decimal(done.answer.get("cost") or 0))
                 return done
         text = step_input(step, message=run.message, walk=self.walk, context=run.context_data, group_input=group_input)
-        row = await db_call(self._open_step, step, iteration, group_id, text[:MAX_MESSAGE_CHARS])
+        row = await self._open_step(step, iteration, group_id, text[:MAX_MESSAGE_CHARS])
         await self._event("step", {"step_id": step.id, "iteration": iteration, "status": "running"})
         with custom_span(f"Step {step.id}", data={"step_id": step.id, "iteration": iteration, "group": group_id}):
             agent_run: AgentRun | None = None
@@ -393,7 +430,7 @@ class WorkflowExecution:
         if agent_run is not None:
             self.walk.add_usage(agent_run.usage or {}, agent_run.cost)
         if close:
-            await db_call(self._close_step, row, agent_run, outcome)
+            await self._close_step(row, agent_run, outcome)
             await self._event("step", {"step_id": step.id, "iteration": iteration} | answer)
         return outcome
 
@@ -401,7 +438,7 @@ class WorkflowExecution:
         group_input = step_input(
             step, message=self.run.message, walk=self.walk, context=self.run.context_data, group_input=None
         )
-        row = await db_call(self._open_step, step, iteration, "", group_input[:MAX_MESSAGE_CHARS])
+        row = await self._open_step(step, iteration, "", group_input[:MAX_MESSAGE_CHARS])
         await self._event("step", {"step_id": step.id, "iteration": iteration, "status": "running"})
         with custom_span(f"Step {step.id}", data={"step_id": step.id, "iteration": iteration, "parallel": True}):
             branches = [self.graph.by_id[b] for b in step.branches]
@@ -436,25 +473,40 @@ class WorkflowExecution:
             result=StepResult(output=output), answer=answer, error=error, error_code=code, row=row, iteration=iteration
         )
 
-    # --- Rows (in a database thread) ---------------------------------------------------------------------------
+    # --- Rows ----------------------------------------------------------------------------------------------------
 
-    def _open_step(self, step: StepSpec, iteration: int, group_id: str, text: str) -> StepRun:
-        key: dict[str, Any] = {"workflow_run_id": self.run.pk, "step_id": step.id, "iteration": iteration}
-        values: dict[str, Any] = {
-            "sequence": self.sequence,
-            "group_id": group_id,
-            "agent_id": step.agent_id,
-            "input": text,
-            "status": WorkflowRunStatus.RUNNING,
-            "started_at": timezone.now(),
-            "agent_run": None,
-            "error": "",
-            "error_code": "",
-        }
+    async def _open_step(self, step: StepSpec, iteration: int, group_id: str, text: str) -> StepRun:
+        """Record a step as running; returns its row."""
+        row = StepRun(
+            workflow_run_id=self.run.pk,
+            step_id=step.id,
+            iteration=iteration,
+            sequence=self.sequence,
+            group_id=group_id,
+            agent_id=step.agent_id,
+            input=text,
+            status=WorkflowRunStatus.RUNNING,
+            started_at=timezone.now(),
+        )
         if self.resumed:  # the step its lost worker was running has a row already: it starts over
-            row, _ = StepRun.objects.update_or_create(**key, defaults=values)
-            return row
-        return StepRun.objects.create(**key, **values)
+            return await db_call(self._reopen_step, row)
+        found = await adb.fetchone(*open_step_statement(row))
+        row.pk = found[0] if found is not None else None
+        row._state.adding = False
+        return row
+
+    @staticmethod
+    def _reopen_step(row: StepRun) -> StepRun:
+        values = {
+            name: getattr(row, name) for name in ("sequence", "group_id", "agent_id", "input", "status", "started_at")
+        }
+        found, _ = StepRun.objects.update_or_create(
+            workflow_run_id=row.workflow_run_id,
+            step_id=row.step_id,
+            iteration=row.iteration,
+            defaults=values | {"agent_run": None, "error": "", "error_code": ""},
+        )
+        return found
 
     def _finished_step(self, step: StepSpec, iteration: int) -> StepOutcome | None:
         """Return the outcome of ``step``'s ``iteration`` when an earlier execution of this run finished it."""
@@ -473,7 +525,9 @@ class WorkflowExecution:
         )
         return StepOutcome(result=result, answer=answer)
 
-    def _close_step(self, row: StepRun, agent_run: AgentRun | None, outcome: StepOutcome) -> None:
+    @staticmethod
+    def _closed(row: StepRun, agent_run: AgentRun | None, outcome: StepOutcome) -> StepRun:
+        """Set on ``row`` what its finished step records; returns it."""
         now = timezone.now()
         row.status = WorkflowRunStatus.FAILED if outcome.error else WorkflowRunStatus.SUCCEEDED
         row.agent_run = agent_run
@@ -485,14 +539,14 @@ class WorkflowExecution:
         row.error, row.error_code = outcome.error, outcome.error_code[:50]
         row.finished_at = now
         row.duration_ms = max(0, int((now - row.started_at).total_seconds() * 1000))
-        row.save()
+        return row
 
-    @transaction.atomic
-    def _record(self, step: StepSpec, outcome: StepOutcome, following: str) -> None:
+    async def _close_step(self, row: StepRun, agent_run: AgentRun | None, outcome: StepOutcome) -> None:
+        await adb.fetchone(*close_step_statement(self._closed(row, agent_run, outcome)))
+
+    async def _record(self, step: StepSpec, outcome: StepOutcome, following: str) -> None:
         """Record a finished step: close its row, and on the run's row its result, the path and where the run goes
-        next (one transaction)."""
-        if outcome.row is not None:
-            self._close_step(outcome.row, outcome.agent_run, outcome)
+        next (one statement)."""
         walk = self.walk
         walk.results[step.id] = outcome.result
         walk.answers[step.id] = outcome.answer
@@ -505,32 +559,26 @@ class WorkflowExecution:
         run.usage = walk.usage
         run.cost = walk.cost
         run.final_output = outcome.result.output
-        WorkflowRun.objects.filter(pk=run.pk, attempts=self.token, status=WorkflowRunStatus.RUNNING).update(
-            claimed_at=timezone.now(),
-            results=run.results,
-            path=run.path,
-            jumps=run.jumps,
-            next_step_id=run.next_step_id,
-            usage=run.usage,
-            cost=run.cost,
-            final_output=run.final_output,
-        )
+        row = self._closed(outcome.row, outcome.agent_run, outcome) if outcome.row is not None else None
+        await adb.fetchone(*progress_statement(run, token=self.token, row=row))
 
-    def _finish(self, status: str, error: str, code: str) -> WorkflowRun:
+    async def _finish(self, status: str, error: str, code: str) -> WorkflowRun:
         """End the run with ``status`` unless it ended already (cancelled meanwhile) or another execution holds it;
         mark this execution's unfinished step runs cancelled. Returns the run as recorded."""
-        if self.stopped == "lost":
-            return WorkflowRun.objects.prefetch_related("step_runs").get(pk=self.run.pk)
-        end_workflow_run(
-            self.run,
-            token=self.token,
-            status=status,
-            error=error,
-            code=code,
-            usage=self.walk.usage,
-            cost=self.walk.cost,
-        )
-        return WorkflowRun.objects.prefetch_related("step_runs").get(pk=self.run.pk)
+        if self.stopped != "lost":
+            sql, params = end_statement(
+                self.run,
+                token=self.token,
+                status=status,
+                error=error,
+                code=code,
+                usage=self.walk.usage,
+                cost=self.walk.cost,
+            )
+            ended = await adb.fetchone(sql, params)
+            if ended is not None and ended[0] == 1:
+                return self.run
+        return await db_call(WorkflowRun.objects.get, pk=self.run.pk)
 
 
 class _Watcher:
@@ -619,23 +667,9 @@ def end_workflow_run(
 ) -> bool:
     """End ``run`` (if still queued or running, under claim ``token`` unless None) with ``status``, ``error`` and
     ``code``; its step runs still open are marked cancelled. Returns whether this call ended it."""
-    now = timezone.now()
-    started = run.started_at or now
-    totals: dict[str, Any] = {"usage": usage, "cost": cost} if usage is not None and cost is not None else {}
-    unfinished = WorkflowRun.objects.filter(pk=run.pk, status__in=(WorkflowRunStatus.RUNNING, WorkflowRunStatus.QUEUED))
-    ended = (unfinished if token is None else unfinished.filter(attempts=token)).update(
-        status=status,
-        error=error,
-        error_code=code[:50],
-        finished_at=now,
-        duration_ms=max(0, int((now - started).total_seconds() * 1000)),
-        next_step_id="",
-        **totals,
-    )
-    StepRun.objects.filter(workflow_run_id=run.pk, status=WorkflowRunStatus.RUNNING).update(
-        status=WorkflowRunStatus.CANCELLED, finished_at=now
-    )
-    return ended == 1
+    sql, params = end_statement(run, token=token, status=status, error=error, code=code, usage=usage, cost=cost)
+    ended = adb.fetchone_sync(sql, params)
+    return ended is not None and ended[0] == 1
 
 
 def workflow_run_fields(run: WorkflowRun) -> dict[str, Any]:
@@ -751,13 +785,14 @@ def workflow_run_cancel(*, actor: Actor, workflow_run_id: int) -> WorkflowRun:
     actor.require_write()
     run = workflow_run_get(actor=actor, run_id=workflow_run_id)
     by = actor.user.get_username()
+    was_queued = run.status == WorkflowRunStatus.QUEUED
     if not end_workflow_run(
         run, token=None, status=WorkflowRunStatus.CANCELLED, error=f"Cancelled by {by}.", code="cancelled"
     ):
         run.refresh_from_db()
         raise ConflictError(f"The run has already ended ({run.status}).")
     ended = WorkflowRun.objects.prefetch_related("step_runs").get(pk=run.pk)
-    if run.status == WorkflowRunStatus.QUEUED:  # as loaded before it was ended
+    if was_queued:
         publish_final(workflow_stream_key(run.pk), workflow_done_event(ended))
     return ended
 

@@ -86,20 +86,6 @@ def test_the_hot_path_answers_exactly_as_django_does(asgi_server, team, helper, 
     assert runs[0] == runs[1] == ({"k": 1}, "succeeded", Decimal("0.02"))
 
 
-@pytest.fixture
-def statements(monkeypatch) -> list[str]:
-    """Record every statement the hot path sends through config.adb."""
-    sent: list[str] = []
-    fetchone = adb.fetchone
-
-    async def recording(sql, params=None):
-        sent.append(sql)
-        return await fetchone(sql, params)
-
-    monkeypatch.setattr(adb, "fetchone", recording)
-    return sent
-
-
 def test_a_token_run_is_three_statements_on_the_event_loop(
     asgi_server, team, helper, fake_openai, handed_over, statements
 ):
