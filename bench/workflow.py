@@ -2,13 +2,15 @@
 
 Each workflow run chains three agents (the user's message, then each step's output as the next step's input)
 on the scripted model server, which echoes the last user message. The platform serves it under one uvicorn
-worker with everything a workflow run does (credits reserved before and settled per step, a workflow run row
-updated after each step, an agent run row per step with its trace, one workflow trace with a span per step).
+worker (or ``--workers``) with everything a workflow run does (credits reserved before and settled per step, a
+workflow run row updated after each step, an agent run row per step with its trace, one workflow trace with a span
+per step).
 The baseline is a clean Python process that makes the same three ``Runner.run`` calls in sequence, tracing off.
 Both sides run ``--concurrency`` (60) workflows at once. Printed: runs/s, p50 and p95 time to finish, and the
 ratios platform/SDK. Target: p95 under 1 s at 60 concurrent runs on the 2-core machine.
 
-Usage: .venv/bin/python bench/workflow.py [--runs 240] [--concurrency 60] [--rounds 3] [--quick]
+Usage: .venv/bin/python bench/workflow.py [--runs 240] [--concurrency 60] [--rounds 3] [--workers 1] [--quick]
+[--profile FILE] (py-spy's collapsed stacks of the web server, sampled at 250 Hz; the sampling slows it down)
 Uses DATABASE_URL when set, else an embedded Postgres of its own under var/bench/.
 """
 
@@ -159,7 +161,7 @@ def main() -> None:
         wait_http(model_url + "/models")
         workflow_id, token = setup_workflow(model_url)
         profiler = (
-            ("py-spy", "record", "--gil", "--nonblocking", "--format", "raw", "-o", args.profile, "--")
+            ("py-spy", "record", "--gil", "--rate", "250", "--format", "raw", "-o", args.profile, "--")
             if args.profile
             else ()
         )
