@@ -328,8 +328,7 @@ def run_get(request: HttpRequest, run_id: int) -> AgentRun:
 async def run_events_stream(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
     after = last_event_id(request)
 
-    def check() -> None:
-        selectors.run_get(actor=request_actor(request), run_id=run_id)  # another workspace's run is a 404
+    def check() -> AgentRun:
+        return selectors.run_get(actor=request_actor(request), run_id=run_id)  # another workspace's run is a 404
 
-    await db_call(check)
-    return feed_response(agent_run_feed(run_id), after)
+    return feed_response(agent_run_feed(await db_call(check)), after)

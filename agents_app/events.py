@@ -35,8 +35,10 @@ _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 POLL_SECONDS = 0.5
 
 
-def stream_key(run_id: int) -> str:
-    return f"run-events:{run_id}"
+def stream_key(run: AgentRun) -> str:
+    """Return the Redis stream of ``run``'s events: its id and its trace id, which no other run shares (ids start
+    again from 1 in a database recreated while Redis keeps its streams)."""
+    return f"run-events:{run.pk}:{run.trace_id}"
 
 
 # A run's status as its row records it, and its final ``done`` event once it has ended (else None).
@@ -51,15 +53,15 @@ class Feed:
     state: Callable[[], Awaitable[RowState]]
 
 
-def agent_run_feed(run_id: int) -> Feed:
+def agent_run_feed(run: AgentRun) -> Feed:
     """Return the feed of an agent run's events."""
 
     async def state() -> RowState:
         # Through db_call: a stream may last minutes and must not keep a pooled connection meanwhile.
-        run = await db_call(AgentRun.objects.get, pk=run_id)
-        return run.status, done_event(run) if run.is_terminal else None
+        found = await db_call(AgentRun.objects.get, pk=run.pk)
+        return found.status, done_event(found) if found.is_terminal else None
 
-    return Feed(stream_key(run_id), state)
+    return Feed(stream_key(run), state)
 
 
 def _client() -> aioredis.Redis | None:

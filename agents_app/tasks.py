@@ -40,11 +40,11 @@ def agent_run_execute(run_id: int) -> str:
         active = resume_queued_run(run)
     except ApplicationError as exc:
         failed = fail_unstarted_run(run_id=run_id, error=exc)
-        publish_final(stream_key(run_id), done_event(failed))
+        publish_final(stream_key(run), done_event(failed))
         return str(failed.status)
 
     async def go() -> str:
-        publisher = RunEventPublisher(stream_key(run_id))
+        publisher = RunEventPublisher(stream_key(run))
         status = ""
         try:
             async for event in stream_run(active):
@@ -59,7 +59,7 @@ def agent_run_execute(run_id: int) -> str:
     try:
         return asyncio.run(go())
     except BaseException as exc:  # a time limit or a crash: never leave the run "running"
-        publish_final(stream_key(run_id), done_event(asyncio.run(end_run(active, result=None, error=exc))))
+        publish_final(stream_key(run), done_event(asyncio.run(end_run(active, result=None, error=exc))))
         raise
 
 

@@ -138,29 +138,6 @@ def fake_openai():
         yield server
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _no_earlier_run_events() -> None:
-    """Forget the run event streams an earlier session left in Redis: they are keyed by run id, and a new test
-    database numbers runs from 1 again, so a reader would take another session's events for this run's."""
-    from django.conf import settings
-
-    if not settings.REDIS_URL:
-        return
-    import redis
-
-    from agents_app.events import stream_key
-    from workflows_app.engine import workflow_stream_key
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    try:
-        for pattern in (stream_key(0).removesuffix("0") + "*", workflow_stream_key(0).removesuffix("0") + "*"):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """A real S3 protocol server (moto) on 127.0.0.1; yields its endpoint URL."""

@@ -229,8 +229,7 @@ def workflow_run_cancel(request: HttpRequest, workflow_run_id: int) -> WorkflowR
 async def workflow_run_events(request: HttpRequest, workflow_run_id: int) -> StreamingHttpResponse:
     after = last_event_id(request)
 
-    def check() -> None:
-        selectors.workflow_run_get(actor=request_actor(request), run_id=workflow_run_id)
+    def check() -> WorkflowRun:
+        return selectors.workflow_run_get(actor=request_actor(request), run_id=workflow_run_id)
 
-    await db_call(check)
-    return feed_response(workflow_run_feed(workflow_run_id), after)
+    return feed_response(workflow_run_feed(await db_call(check)), after)

@@ -699,8 +699,9 @@ async def execute_workflow(start: WorkflowStart, emit: Emit | None = None) -> Wo
 # --- Background runs, resume, cancel, stream -------------------------------------------------------------------
 
 
-def workflow_stream_key(workflow_run_id: int) -> str:
-    return f"workflow-run-events:{workflow_run_id}"
+def workflow_stream_key(run: WorkflowRun) -> str:
+    """Return the Redis stream of ``run``'s events: its id and its trace id, which no other run shares."""
+    return f"workflow-run-events:{run.pk}:{run.trace_id}"
 
 
 def workflow_done_event(run: WorkflowRun) -> dict[str, Any]:
@@ -708,14 +709,14 @@ def workflow_done_event(run: WorkflowRun) -> dict[str, Any]:
     return {"event": "done", "data": workflow_run_fields(run)}
 
 
-def workflow_run_feed(workflow_run_id: int) -> Feed:
+def workflow_run_feed(run: WorkflowRun) -> Feed:
     """Return the feed of a workflow run's events (agents_app/events.py), resumable like an agent run's."""
 
     async def state() -> RowState:
-        run = await db_call(WorkflowRun.objects.get, pk=workflow_run_id)
-        return run.status, workflow_done_event(run) if run.is_terminal else None
+        found = await db_call(WorkflowRun.objects.get, pk=run.pk)
+        return found.status, workflow_done_event(found) if found.is_terminal else None
 
-    return Feed(workflow_stream_key(workflow_run_id), state)
+    return Feed(workflow_stream_key(run), state)
 
 
 def end_interrupted_steps(run: WorkflowRun) -> int:
@@ -793,7 +794,7 @@ def workflow_run_cancel(*, actor: Actor, workflow_run_id: int) -> WorkflowRun:
         raise ConflictError(f"The run has already ended ({run.status}).")
     ended = WorkflowRun.objects.prefetch_related("step_runs").get(pk=run.pk)
     if was_queued:
-        publish_final(workflow_stream_key(run.pk), workflow_done_event(ended))
+        publish_final(workflow_stream_key(run), workflow_done_event(ended))
     return ended
 
 

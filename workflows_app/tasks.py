@@ -30,7 +30,7 @@ def workflow_run_execute(workflow_run_id: int) -> str:
     run = claim_workflow_run(workflow_run_id)
     if run is None:
         return "skipped"
-    key = workflow_stream_key(workflow_run_id)
+    key = workflow_stream_key(run)
     try:
         start = resumed_start(run)
     except ApplicationError as exc:

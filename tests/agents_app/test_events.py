@@ -11,10 +11,12 @@ import pytest
 import redis
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.db import connection
 from django.test import AsyncClient, override_settings
 
 from accounts_app.services import api_token_create
 from agents_app.events import stream_key
+from agents_app.models import AgentRun
 from agents_app.runs.lifecycle import start_run
 from agents_app.tasks import agent_run_execute
 from tests.accounts_app.test_api import post
@@ -58,7 +60,7 @@ def finished_background_run(team, helper, fake_openai, monkeypatch):
     run = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
     assert agent_run_execute.run(run_id=run.pk) == "succeeded"
     yield run
-    redis.Redis.from_url(settings.REDIS_URL).delete(stream_key(run.pk))
+    redis.Redis.from_url(settings.REDIS_URL).delete(stream_key(run))
 
 
 def test_events_replay_in_order_and_resume_after_the_last_seen(team, finished_background_run):
@@ -81,7 +83,7 @@ def test_events_replay_in_order_and_resume_after_the_last_seen(team, finished_ba
 
 
 def test_a_run_whose_events_expired_answers_with_its_final_event(team, finished_background_run):
-    redis.Redis.from_url(settings.REDIS_URL).delete(stream_key(finished_background_run.pk))
+    redis.Redis.from_url(settings.REDIS_URL).delete(stream_key(finished_background_run))
     status, events = read_events(team, finished_background_run.pk)
     assert status == 200
     assert [(name, data["status"], data["output"]) for _, name, data in events] == [
@@ -140,3 +142,19 @@ def test_a_real_worker_streams_a_run_live_through_uvicorn(
     assert (names[0], names[-1]) == ("run", "done")
     assert events[-1][2]["status"] == "succeeded"
     assert "".join(data["delta"] for _, name, data in events if name == "text") == "Live from the worker."
+
+
+def test_a_new_run_given_an_old_runs_id_never_reads_its_events(team, helper, fake_openai, finished_background_run):
+    # A database recreated (or restored) while Redis keeps its streams numbers runs from the old ids again.
+    old_id = finished_background_run.pk
+    AgentRun.objects.filter(pk=old_id).delete()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, false)", [AgentRun._meta.db_table, old_id])
+    fake_openai.script(Reply("A new answer."))
+    run = async_to_sync(start_run)(actor=team, agent_id=helper.pk, message="Hi", mode="background").run
+    assert run.pk == old_id
+    assert agent_run_execute.run(run_id=run.pk) == "succeeded"
+    _, events = read_events(team, run.pk)
+    texts = "".join(data["delta"] for _, name, data in events if name == "text")
+    assert (texts, events[-1][2]["output"]) == ("A new answer.", "A new answer.")
+    redis.Redis.from_url(settings.REDIS_URL).delete(stream_key(run))
