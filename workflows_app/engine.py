@@ -35,7 +35,7 @@ from agents_app.models import AgentContext, AgentRun, RunStatus
 from agents_app.runs.background import fail_unstarted_run
 from agents_app.runs.execution import execute_run
 from agents_app.runs.inputs import MAX_MESSAGE_CHARS, check_message
-from agents_app.runs.lifecycle import ActiveRun, end_run, start_run
+from agents_app.runs.lifecycle import start_run
 from config import adb
 from config.db import db_call
 from workflows_app.definition import (
@@ -284,18 +284,6 @@ def step_input(step: StepSpec, *, message: str, walk: _Walk, context: dict[str, 
     return message
 
 
-async def _started(starting: Awaitable[ActiveRun]) -> ActiveRun:
-    """Await a run's start; cancelled meanwhile, let the start finish and end that run as cancelled (refunded), so
-    no agent run is left open with its credits reserved. Returns the started run."""
-    task = asyncio.ensure_future(starting)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with suppress(Exception):
-            await end_run(await task, result=None, cancelled=True)
-        raise
-
-
 class WorkflowExecution:
     """One walk through a workflow run's steps, from where its row says it is to its end."""
 
@@ -398,14 +386,12 @@ class WorkflowExecution:
                 error, code = "its input is empty (check its input source or template).", "empty_input"
             else:
                 try:
-                    active = await _started(
-                        start_run(
-                            actor=self.actor,
-                            agent_id=int(step.agent_id or 0),
-                            message=text[:MAX_MESSAGE_CHARS],
-                            metadata={"workflow_run_id": str(run.pk), "step_id": step.id},
-                            extra_context={**run.context_data, "workflow_results": self.walk.workflow_results()},
-                        )
+                    active = await start_run(
+                        actor=self.actor,
+                        agent_id=int(step.agent_id or 0),
+                        message=text[:MAX_MESSAGE_CHARS],
+                        metadata={"workflow_run_id": str(run.pk), "step_id": step.id},
+                        extra_context={**run.context_data, "workflow_results": self.walk.workflow_results()},
                     )
                 except ApplicationError as exc:  # credits, rate limits, an agent deleted meanwhile
                     error, code = exc.message, exc.code

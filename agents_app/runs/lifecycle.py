@@ -4,8 +4,11 @@ through config.adb, so a run holds no database connection while its model works.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +72,8 @@ async def start_run(
     database thread only when the agent's definition is not cached or the request names a conversation or provider.
     Raises PermissionDeniedError for viewers, NotFoundError for another workspace's agent, context, conversation
     or provider, InvalidInputError for an empty or oversized message, and InsufficientCreditsError (402)
-    when the workspace cannot cover the reservation; nothing is written then.
+    when the workspace cannot cover the reservation; nothing is written then. Cancelled while its statement runs,
+    a run that was recorded all the same is ended as cancelled (refunded) before the cancellation goes on.
     """
     actor.require_write()
     check_message(message)
@@ -88,22 +92,36 @@ async def start_run(
     start = start_statement(
         actor=actor, inputs=inputs, message=message, metadata=metadata or {}, mode=mode, extra_context=extra_context
     )
-    row = await adb.fetchone(start.sql, start.params)
+
+    def started(row: Sequence[Any]) -> ActiveRun:
+        run = start.recorded(row)
+        return ActiveRun(
+            run=run,
+            graph=inputs.definition.graph,
+            context=RunContext(
+                workspace_id=actor.workspace.pk, run_id=run.pk, context=run.context_data, metadata=run.metadata
+            ),
+            root_provider=inputs.root_provider,
+            default_provider=inputs.definition.default_provider,
+            root_model=inputs.root_model,
+            max_turns=inputs.definition.agent.max_turns,
+            history=inputs.history,
+        )
+
+    recording = asyncio.ensure_future(adb.fetchone(start.sql, start.params))
+    try:
+        row = await asyncio.shield(recording)
+    except asyncio.CancelledError:
+        # Cancelled (the client went away) while the statement ran: it may commit all the same. Then the run is
+        # ended as cancelled, its credits refunded, so that none is left open until the abandoned-run sweep.
+        with contextlib.suppress(Exception):
+            recorded = await recording
+            if recorded is not None:
+                await end_run(started(recorded), result=None, cancelled=True)
+        raise
     if row is None:
         raise await db_call(credits_refused, workspace=actor.workspace, amount=start.amount)
-    run = start.recorded(row)
-    return ActiveRun(
-        run=run,
-        graph=inputs.definition.graph,
-        context=RunContext(
-            workspace_id=actor.workspace.pk, run_id=run.pk, context=run.context_data, metadata=run.metadata
-        ),
-        root_provider=inputs.root_provider,
-        default_provider=inputs.definition.default_provider,
-        root_model=inputs.root_model,
-        max_turns=inputs.definition.agent.max_turns,
-        history=inputs.history,
-    )
+    return started(row)
 
 
 async def end_run(
