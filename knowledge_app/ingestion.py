@@ -247,8 +247,10 @@ def fail(file_id: int, message: str, attempt: int | None = None) -> None:
     found.update(status=FileStatus.ERROR, message=message[:2000], progress=0)
 
 
-def ingest(file_id: int) -> str:
-    """Ingest one file; return its status. Raises only a TRANSIENT provider error, for the task to retry."""
+def ingest(file_id: int, *, may_retry: bool = False) -> str:
+    """Ingest one file; return its status. A TRANSIENT provider error is raised for the task to retry while
+    ``may_retry``, else ends the file in error. Whatever stops it once claimed ends the file in error under its claim
+    (so never a later claim's work) before going on."""
     claim = _claim(file_id)
     if claim is None:
         return "skipped"
@@ -296,8 +298,11 @@ def ingest(file_id: int) -> str:
         return FileStatus.PROCESSED
     except ExtractionError as exc:
         fail(file_id, str(exc), claim.attempt)
-    except TRANSIENT:
-        raise
+    except TRANSIENT as exc:
+        if may_retry:
+            raise
+        name = type(exc).__name__
+        fail(file_id, f"The embedding provider stayed unavailable ({name}); upload it again later.", claim.attempt)
     except openai.OpenAIError as exc:
         provider = store.embedding_provider
         message = describe_failure(exc, provider).message if provider else f"Embedding failed: {exc}"
@@ -305,6 +310,9 @@ def ingest(file_id: int) -> str:
     except Exception as exc:
         logger.exception("Ingesting file %s failed", file_id)
         fail(file_id, f"The file could not be processed ({type(exc).__name__}).", claim.attempt)
+    except BaseException:
+        fail(file_id, "The worker stopped while processing the file (a time limit?); upload it again.", claim.attempt)
+        raise
     return FileStatus.ERROR
 
 

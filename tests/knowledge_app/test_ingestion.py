@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 import time
 from datetime import timedelta
 
 import boto3
 import pytest
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.db.models import F
 from django.test import override_settings
 from django.utils import timezone
 
-from knowledge_app.ingestion import MAX_ATTEMPTS, resume_stuck_files, store_index_name
+from knowledge_app.ingestion import MAX_ATTEMPTS, file_upload, resume_stuck_files, store_index_name
 from knowledge_app.models import Chunk, File
 from knowledge_app.services import store_create
-from knowledge_app.tasks import knowledge_ingest
+from knowledge_app.tasks import MAX_RETRIES, knowledge_ingest
+from tests.factories import make_fake_provider
+from tests.fakes import Error
 from tests.knowledge_app.files import BILLION_LAUGHS, make_docx, make_pdf, replace_part
 from tests.workers import celery_worker_process
 
@@ -343,3 +348,37 @@ def test_with_s3_settings_files_are_stored_ingested_and_deleted_in_the_bucket(
         assert Chunk.objects.filter(file_id=file_id).count() >= 3
         assert client.delete(f"/api/v1/files/{file_id}").status_code == 204
     assert s3.list_objects_v2(Bucket="knowledge").get("KeyCount") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_provider_that_stays_down_fails_the_file_under_its_own_claim_only(team, media, fake_openai, settings):
+    settings.PROVIDER_EGRESS_ALLOWLIST = ["127.0.0.1"]
+    settings.PROVIDER_MAX_RETRIES = 0
+    provider = make_fake_provider(team, fake_openai.base_url)
+    store = store_create(actor=team, name="Remote", embedding_provider_id=provider.pk, embedding_model="embed-1")
+    upload_row, _ = file_upload(actor=team, store_id=store.pk, name="a.md", content=ContentFile(b"Text to embed."))
+    # The task's last try: the provider is still down, and the file ends in error saying so.
+    fake_openai.script(Error(503, path="/v1/embeddings"))
+    assert knowledge_ingest.apply(args=[upload_row.pk], retries=MAX_RETRIES).get() == "error"
+    failed = File.objects.get(pk=upload_row.pk)
+    assert failed.status == "error"
+    assert "stayed unavailable (InternalServerError)" in failed.message
+    # A last try whose claim was taken over meanwhile (the file handed to another worker) ends nothing of the
+    # later claim's: the file stays with it.
+    File.objects.filter(pk=upload_row.pk).update(status="queued", message="")
+    asked = len(fake_openai.requests_to("/v1/embeddings"))
+    fake_openai.script(Error(503, delay=1.0, path="/v1/embeddings"))
+    outcome: list[str] = []
+    last_try = threading.Thread(
+        target=lambda: outcome.append(knowledge_ingest.apply(args=[upload_row.pk], retries=MAX_RETRIES).get())
+    )
+    last_try.start()
+    deadline = time.monotonic() + 10
+    while len(fake_openai.requests_to("/v1/embeddings")) == asked:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    File.objects.filter(pk=upload_row.pk).update(attempts=F("attempts") + 1)  # as another worker's claim does
+    last_try.join(30)
+    assert outcome == ["error"]
+    kept = File.objects.get(pk=upload_row.pk)
+    assert (kept.status, kept.message) == ("processing", "")
