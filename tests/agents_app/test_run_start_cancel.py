@@ -49,5 +49,6 @@ def test_a_start_cancelled_while_its_statement_runs_leaves_no_run_open(team, hel
         holder.close()
     run = AgentRun.objects.get()
     assert (run.status, run.error_code) == ("cancelled", "cancelled")
+    assert run.reservation_id is not None
     assert CreditReservation.objects.get(pk=run.reservation_id).status == "refunded"
     assert CreditAccount.objects.get(workspace=team.workspace).balance == before
