@@ -174,16 +174,24 @@ class StepRow:
     conditions: list[ConditionRow]
     errors: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    group: str = ""  # the parallel group that runs this step as a branch (its input by default), if any
 
 
 def designer_rows(steps: list[dict[str, Any]], errors: dict[str, str]) -> tuple[list[StepRow], dict[str, str]]:
     """Return the designer's rows (each step with its errors by input and its step-wide ones, and its conditions
     with theirs) and the errors no step holds (``name``, ``steps``, ...), from the service's field errors."""
+    groups = {
+        str(branch): str(step.get("id") or "")
+        for step in steps
+        if step.get("kind") == "parallel" and isinstance(step.get("branches"), list)
+        for branch in step["branches"]
+    }
     rows = [
         StepRow(
             i,
             step,
             [ConditionRow(j, c) for j, c in enumerate(step.get("conditions") or []) if isinstance(c, dict)],
+            group=groups.get(str(step.get("id") or ""), ""),
         )
         for i, step in enumerate(steps)
     ]

@@ -187,6 +187,10 @@ def test_a_parallel_group_is_drawn_as_a_box_holding_its_branches(team, page_clie
     assert 'class="wf-node wf-branch" data-step="short"' in html
     assert 'class="wf-node wf-branch" data-step="long"' in html
     assert "1 parallel group(s)" in html
+    designer = page_client(team).get(f"/workflows/{workflow.pk}/edit/").content.decode()
+    defaults = re.findall(r'<option value="">Default \(([^)]*)\)</option>', designer)
+    # A branch runs on its group's input, a main-flow step after the first on the previous step's output.
+    assert defaults == ["the input of its group both", "the input of its group both", "the previous step's output"]
 
 
 def test_a_run_from_its_page_goes_to_the_worker_and_its_page_follows_it_to_the_end(
