@@ -56,10 +56,19 @@ def page(browser, asgi_server) -> Iterator[object]:
 def off_the_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a service that blocks on async work (a provider's connection test) from a plain thread.
 
-    Playwright's sync API runs an event loop in the test's thread, where ``async_to_sync`` refuses to run.
+    Playwright's sync API runs an event loop in the test's thread, where ``async_to_sync`` refuses to run. The
+    thread's database connection goes back to the pool after (else every call would keep one of the process's).
     """
+    from django.db import connection
+
+    def call() -> T:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(function, *args, **kwargs).result()
+        return pool.submit(call).result()
 
 
 def sign_in(page: Any, username: str, workspace: str) -> None:

@@ -369,9 +369,14 @@ def test_a_provider_that_stays_down_fails_the_file_under_its_own_claim_only(team
     asked = len(fake_openai.requests_to("/v1/embeddings"))
     fake_openai.script(Error(503, delay=1.0, path="/v1/embeddings"))
     outcome: list[str] = []
-    last_try = threading.Thread(
-        target=lambda: outcome.append(knowledge_ingest.apply(args=[upload_row.pk], retries=MAX_RETRIES).get())
-    )
+
+    def try_last() -> None:
+        try:
+            outcome.append(knowledge_ingest.apply(args=[upload_row.pk], retries=MAX_RETRIES).get())
+        finally:
+            connection.close()  # the thread's connection goes back to the pool
+
+    last_try = threading.Thread(target=try_last)
     last_try.start()
     deadline = time.monotonic() + 10
     while len(fake_openai.requests_to("/v1/embeddings")) == asked:
